@@ -1,0 +1,35 @@
+"""Per-frame data shared by both motion sources (INTERNet model and pose rig).
+
+Everything here is NumPy so the overlays, the JSON export and the app never care which motion
+source produced a frame. Coordinates follow the model's convention: normalised to [-1, 1], x then y,
+``align_corners=True`` (-1 is the centre of the first pixel, +1 the centre of the last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FrameMotion:
+    """Stage-I quantities of one frame (paper Sec 3.3, Eq 5)."""
+
+    anchors_source: np.ndarray  # (K, 2) float32 in [-1, 1], x then y
+    anchors_driving: np.ndarray  # (K, 2)
+    jacobians_source: np.ndarray  # (K, 2, 2)
+    jacobians_driving: np.ndarray  # (K, 2, 2)
+    weights: np.ndarray  # (K+1, h, w) soft weights; index 0 is the background/identity term; sum to 1
+    flow: np.ndarray  # (h, w, 2) sampling grid: driving pixel -> source coordinates in [-1, 1]
+    confidence: np.ndarray  # (h, w) confidence map M in [0, 1]
+
+
+@dataclass
+class FrameResult:
+    """One rendered frame with everything the overlays need."""
+
+    index: int
+    output: np.ndarray  # (H, W, 3) uint8 RGB
+    driving: np.ndarray  # (H, W, 3) uint8 RGB, the framed driving frame
+    motion: FrameMotion
