@@ -1,0 +1,75 @@
+"""Safe weight files: safetensors only for our checkpoints (nothing is ever unpickled)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from internet.config import ModelConfig, from_dict
+from internet.errors import CheckpointError, ConfigError
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype = torch.float32) -> None:
+    """Atomically write a state dict as safetensors (floating tensors cast to ``dtype``)."""
+    tensors = {
+        k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu() for k, v in state.items()
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning every failure into a one-line ``CheckpointError``."""
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc})") from None
+
+
+def load_state_dict(model: nn.Module, path: Path) -> None:
+    """Load weights into ``model`` strictly, checking names and shapes; dtype follows the model."""
+    tensors = read_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit this model: {len(missing)} missing and {len(unexpected)} unexpected tensors"
+            f" (e.g. {(missing or unexpected)[0]})"
+        )
+    for name, tensor in tensors.items():
+        want = expected[name]
+        if tensor.shape != want.shape:
+            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}")
+        if tensor.is_floating_point() != want.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected {want.dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or inf")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
+
+
+def read_config(path: Path) -> ModelConfig:
+    """Read ``config.json`` into a ``ModelConfig`` (unknown keys and wrong types are errors)."""
+    if not path.is_file():
+        raise CheckpointError(f"missing {path} (a checkpoint directory holds model.safetensors + config.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    try:
+        return from_dict(ModelConfig, data, str(path))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None

@@ -1,0 +1,94 @@
+"""Stage II: the three-stage residual generator with deformable skip connections (Sec 3.3, Fig 6).
+
+The source is encoded at full, 1/2 and 1/4 resolution (phi_2, phi_1, phi_0). Decoding starts from the
+deformed 1/4-resolution features (a residual bottleneck at 1/8), then each stage upsamples 2x and, in the
+multi-scale ("MS") variant, concatenates the deformed skip M^i * F^i(phi_i) of that scale (Eq 6). The
+"SS4x" ablation baseline deforms only the 1/4-resolution features and upsamples 4x without further skips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from internet.config import GeneratorConfig
+from internet.geometry import warp
+from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
+
+
+def deformable_skip(features: torch.Tensor, flow: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """Eq 6: phi_out = M^i * F^i(phi_in), a backward warp of the features masked by the confidence map."""
+    return warp(features, flow) * confidence.to(features.dtype)
+
+
+@dataclass
+class SourceFeatures:
+    """Encoder features of the source, finest first: phi_2 (S), phi_1 (S/2), phi_0 (S/4)."""
+
+    full: torch.Tensor
+    half: torch.Tensor
+    quarter: torch.Tensor
+
+
+class Encoder(nn.Module):
+    """Source image (B, 3, S, S) -> ``SourceFeatures``; computed once per video at inference."""
+
+    def __init__(self, channels: tuple[int, int, int]) -> None:
+        super().__init__()
+        c_full, c_half, c_quarter = channels
+        self.stem = ConvBlock(3, c_full, kernel=7)
+        self.down_half = DownBlock(c_full, c_half)
+        self.down_quarter = DownBlock(c_half, c_quarter)
+
+    def forward(self, source: torch.Tensor) -> SourceFeatures:
+        full = self.stem(source)
+        half = self.down_half(full)
+        return SourceFeatures(full=full, half=half, quarter=self.down_quarter(half))
+
+
+class Fusion(nn.Module):
+    """Upsampled decoder features (+ a deformed skip when given) -> conv + residual refinement."""
+
+    def __init__(self, cin: int, cout: int, refine_blocks: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvBlock(cin, cout), *[ResBlock(cout) for _ in range(refine_blocks)])
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body(x if skip is None else torch.cat([x, skip], dim=1))
+
+
+class Generator(nn.Module):
+    """Decoder of Stage II: (source features, flow/confidence pyramids) -> frame in [0, 1]."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        c_full, c_half, c_quarter = config.channels
+        cb = config.bottleneck_channels
+        multiscale = config.skip_mode == "multiscale"
+        self.multiscale = multiscale
+        self.encoder = Encoder(config.channels)
+        # Stage 1 (S/4): deformed phi_0 -> bottleneck at S/8 -> back to S/4, fused with the skip.
+        self.bottleneck = nn.Sequential(
+            DownBlock(c_quarter, cb), *[ResBlock(cb) for _ in range(config.num_bottleneck_blocks)], UpBlock(cb, c_quarter)
+        )
+        self.stage1 = Fusion(2 * c_quarter, c_quarter, config.num_refine_blocks)
+        # Stage 2 (S/2) and stage 3 (S): upsample, fuse the deformed skip of that scale (MS only).
+        self.up_half = UpBlock(c_quarter, c_half)
+        self.stage2 = Fusion(c_half * (2 if multiscale else 1), c_half, config.num_refine_blocks)
+        self.up_full = UpBlock(c_half, c_full)
+        self.stage3 = Fusion(c_full * (2 if multiscale else 1), c_full, config.num_refine_blocks)
+        self.to_rgb = nn.Conv2d(c_full, 3, kernel_size=7, padding=3)
+
+    def decode(self, features: SourceFeatures, flows: list[torch.Tensor], confidences: list[torch.Tensor]) -> torch.Tensor:
+        """Frame generation from pyramids ordered coarse to fine (S/4, S/2, S)."""
+        skip0 = deformable_skip(features.quarter, flows[0], confidences[0])
+        x = self.stage1(self.bottleneck(skip0), skip0)
+        x = self.up_half(x)
+        skip1 = deformable_skip(features.half, flows[1], confidences[1]) if self.multiscale else None
+        x = self.up_full(self.stage2(x, skip1))
+        skip2 = deformable_skip(features.full, flows[2], confidences[2]) if self.multiscale else None
+        x = self.stage3(x, skip2)
+        return torch.sigmoid(self.to_rgb(x).float())

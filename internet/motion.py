@@ -1,0 +1,69 @@
+"""Stage I, part 2: dense motion (Eq 5) and the intrinsic confidence map (Sec 3.2, Fig 6).
+
+From the source frame and the two anchor sets, a U-Net predicts K+1 soft composition weights omega_i
+(index 0 = background/identity), giving the base flow F^0 = sum_i omega_i T_i at the motion resolution, and,
+from an additional output layer on the same features, the confidence map M^0 in [0, 1]. The pyramids
+{F^i}, {M^i} are obtained by 2x bilinear upsampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from internet.config import MotionConfig
+from internet.geometry import Anchors, compose_flow, gaussian_heatmaps, local_affine_grids, upsample2x, warp
+from internet.layers import UNet, downsample
+
+
+@dataclass
+class MotionOutput:
+    """Stage I outputs; lists are coarse to fine (motion size, x2, x4)."""
+
+    weights: torch.Tensor  # (B, K+1, h, w) soft weights omega, sum to 1 per pixel
+    flows: list[torch.Tensor]  # [(B, H_i, W_i, 2)] sampling grids F^i
+    confidences: list[torch.Tensor]  # [(B, 1, H_i, W_i)] confidence maps M^i in [0, 1]
+
+
+class DenseMotion(nn.Module):
+    """(source, anchors) -> ``MotionOutput`` with ``levels`` pyramid levels."""
+
+    def __init__(self, config: MotionConfig, num_anchors: int, motion_size: int, levels: int = 3) -> None:
+        super().__init__()
+        self.config = config
+        self.motion_size = motion_size
+        self.levels = levels
+        k1 = num_anchors + 1
+        # Input: the source warped by each T_i (3 channels each) and the heatmap differences (1 each).
+        self.unet = UNet(k1 * 4, config.block_expansion, config.num_blocks, config.max_features)
+        self.weights = nn.Conv2d(self.unet.out_channels, k1, kernel_size=7, padding=3)
+        self.confidence = nn.Conv2d(self.unet.out_channels, 1, kernel_size=7, padding=3)
+
+    def forward(self, source: torch.Tensor, anchors_source: Anchors, anchors_driving: Anchors) -> MotionOutput:
+        """Eq 5: F^0 = sum_i omega_i T_i with sum_i omega_i = 1, and M^0 = sigmoid(conv(features))."""
+        s = self.motion_size
+        src = downsample(source, s)
+        b = src.shape[0]
+        transforms = local_affine_grids(anchors_source, anchors_driving, s, s)  # (B, K+1, s, s, 2)
+        k1 = transforms.shape[1]
+        warped = warp(
+            src.unsqueeze(1).expand(-1, k1, -1, -1, -1).reshape(b * k1, 3, s, s),
+            transforms.reshape(b * k1, s, s, 2),
+        ).view(b, k1 * 3, s, s)
+        var = self.config.heatmap_variance
+        heat = gaussian_heatmaps(anchors_driving.points, s, s, var) - gaussian_heatmaps(
+            anchors_source.points, s, s, var
+        )
+        heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], dim=1)
+        features = self.unet(torch.cat([warped, heat.to(warped.dtype)], dim=1))
+        weights = F.softmax(self.weights(features).float(), dim=1)
+        confidence = torch.sigmoid(self.confidence(features).float())
+        flow = compose_flow(weights, transforms.float())
+        flows, confidences = [flow], [confidence]
+        for _ in range(self.levels - 1):
+            flows.append(upsample2x(flows[-1].permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+            confidences.append(upsample2x(confidences[-1]))
+        return MotionOutput(weights=weights, flows=flows, confidences=confidences)
