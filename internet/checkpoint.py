@@ -51,7 +51,9 @@ def load_state_dict(model: nn.Module, path: Path) -> None:
     for name, tensor in tensors.items():
         want = expected[name]
         if tensor.shape != want.shape:
-            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}"
+            )
         if tensor.is_floating_point() != want.is_floating_point():
             raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected {want.dtype}")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():

@@ -86,8 +86,8 @@ class ModelConfig:
             raise ConfigError(f"generator.skip_mode must be 'multiscale' or 'ss4x', got {self.generator.skip_mode!r}")
         if self.anchors.num_anchors < 1:
             raise ConfigError("anchors.num_anchors must be at least 1")
-        down = 2 ** self.anchors.num_blocks
-        if self.motion_size % down or self.motion_size % 2 ** self.motion.num_blocks:
+        down = 2**self.anchors.num_blocks
+        if self.motion_size % down or self.motion_size % 2**self.motion.num_blocks:
             raise ConfigError(
                 f"motion size {self.motion_size} must be divisible by 2**num_blocks of the anchor and motion U-Nets"
             )

@@ -72,7 +72,9 @@ class Generator(nn.Module):
         self.encoder = Encoder(config.channels)
         # Stage 1 (S/4): deformed phi_0 -> bottleneck at S/8 -> back to S/4, fused with the skip.
         self.bottleneck = nn.Sequential(
-            DownBlock(c_quarter, cb), *[ResBlock(cb) for _ in range(config.num_bottleneck_blocks)], UpBlock(cb, c_quarter)
+            DownBlock(c_quarter, cb),
+            *[ResBlock(cb) for _ in range(config.num_bottleneck_blocks)],
+            UpBlock(cb, c_quarter),
         )
         self.stage1 = Fusion(2 * c_quarter, c_quarter, config.num_refine_blocks)
         # Stage 2 (S/2) and stage 3 (S): upsample, fuse the deformed skip of that scale (MS only).
@@ -82,7 +84,9 @@ class Generator(nn.Module):
         self.stage3 = Fusion(c_full * (2 if multiscale else 1), c_full, config.num_refine_blocks)
         self.to_rgb = nn.Conv2d(c_full, 3, kernel_size=7, padding=3)
 
-    def decode(self, features: SourceFeatures, flows: list[torch.Tensor], confidences: list[torch.Tensor]) -> torch.Tensor:
+    def decode(
+        self, features: SourceFeatures, flows: list[torch.Tensor], confidences: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Frame generation from pyramids ordered coarse to fine (S/4, S/2, S)."""
         skip0 = deformable_skip(features.quarter, flows[0], confidences[0])
         x = self.stage1(self.bottleneck(skip0), skip0)

@@ -1,0 +1,210 @@
+"""INTERNet model: shapes for every preset, Stage I invariants, deformable skips, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from internet import PRESETS, CheckpointError, ConfigError, INTERNet, load_config
+from internet.config import parse_overrides
+from internet.discriminator import MultiScaleDiscriminator
+from internet.generator import deformable_skip
+from internet.geometry import Anchors, identity_grid
+
+torch.set_num_threads(2)
+
+
+def build(name: str, seed: int = 0) -> INTERNet:
+    torch.manual_seed(seed)
+    return INTERNet(load_config(name)).eval()
+
+
+def frames(size: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=g), torch.rand(batch, 3, size, size, generator=g)
+
+
+def check_output(out, cfg, batch: int) -> None:
+    s, k = cfg.image_size, cfg.anchors.num_anchors
+    m = cfg.motion_size
+    assert out.prediction.shape == (batch, 3, s, s)
+    assert out.anchors_source.shape == out.anchors_driving.shape == (batch, k, 2)
+    assert out.jacobians_source.shape == out.jacobians_driving.shape == (batch, k, 2, 2)
+    assert out.weights.shape == (batch, k + 1, m, m)
+    assert [tuple(f.shape) for f in out.flows] == [(batch, m * 2**i, m * 2**i, 2) for i in range(3)]
+    assert [tuple(c.shape) for c in out.confidences] == [(batch, 1, m * 2**i, m * 2**i) for i in range(3)]
+    assert out.prediction.min() >= 0 and out.prediction.max() <= 1
+    assert torch.allclose(out.weights.sum(1), torch.ones(batch, m, m), atol=1e-5)
+    for c in out.confidences:
+        assert c.min() >= 0 and c.max() <= 1
+    assert out.anchors_source.abs().max() <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if not n.endswith("512")])
+def test_forward_shapes_every_small_preset(name):
+    cfg = load_config(name)
+    model = build(name)
+    src, drv = frames(cfg.image_size, batch=2)
+    with torch.no_grad():
+        out = model(src, drv)
+    check_output(out, cfg, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["internet-512", "ss4x-512"])
+def test_full_size_forward_pass_at_512(name):
+    cfg = load_config(name)
+    assert cfg.image_size == 512 and cfg.motion_size == 128 and cfg.anchors.num_anchors == 10
+    model = build(name)
+    src, drv = frames(512)
+    with torch.inference_mode():
+        out = model(src, drv)
+    check_output(out, cfg, 1)
+    assert torch.isfinite(out.prediction).all()
+
+
+def perturbed_prediction_changes(model: INTERNet) -> bool:
+    """Does adding 1 to the full- and half-resolution source features change the output?"""
+    src, drv = frames(model.config.image_size)
+    with torch.no_grad():
+        state = model.prepare_source(src)
+        a = model.animate(state, drv).prediction
+        state.features.full = state.features.full + 1.0
+        state.features.half = state.features.half + 1.0
+        b = model.animate(state, drv).prediction
+    return not torch.equal(a, b)
+
+
+def test_ms_uses_fine_skips_and_ss4x_does_not():
+    """MS fuses deformed phi_1/phi_2 (Eq 6 at 3 scales); SS4x only the 1/4-resolution skip."""
+    assert perturbed_prediction_changes(build("tiny"))
+    torch.manual_seed(0)
+    assert not perturbed_prediction_changes(INTERNet(load_config("tiny", ["generator.skip_mode=ss4x"])).eval())
+
+
+def test_same_source_and_driving_anchors_give_identity_flow_in_the_model():
+    model = build("tiny")
+    src, _ = frames(64)
+    with torch.no_grad():
+        state = model.prepare_source(src)
+        anchors = Anchors(state.anchors.points, torch.eye(2).expand(1, 10, 2, 2).contiguous())
+        state.anchors = anchors
+        out = model.animate(state, anchors_driving=anchors)
+    for flow in out.flows:
+        h = flow.shape[1]
+        assert torch.allclose(flow[0], identity_grid(h, h), atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.5])
+def test_constant_images_give_finite_outputs(value):
+    model = build("tiny")
+    img = torch.full((1, 3, 64, 64), value)
+    with torch.no_grad():
+        out = model(img, img)
+    for t in [out.prediction, out.anchors_driving, out.jacobians_driving, out.weights, *out.flows, *out.confidences]:
+        assert torch.isfinite(t).all()
+
+
+def test_bfloat16_autocast_runs():
+    model = build("tiny")
+    src, drv = frames(64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(src, drv)
+    assert torch.isfinite(out.prediction).all()
+    assert out.prediction.shape == (1, 3, 64, 64)
+
+
+def test_gradients_reach_every_stage_one_and_two_parameter_group():
+    model = build("tiny").train()
+    src, drv = frames(64)
+    out = model(src, drv)
+    (out.prediction.mean() + out.confidences[-1].mean()).backward()
+    for part in [model.detector, model.dense_motion, model.generator]:
+        grads = [p.grad for p in part.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), type(part).__name__
+
+
+def test_deformable_skip_identity_and_zero_confidence():
+    feats = torch.randn(2, 5, 12, 12)
+    grid = identity_grid(12, 12).expand(2, -1, -1, -1)
+    ones = torch.ones(2, 1, 12, 12)
+    assert torch.allclose(deformable_skip(feats, grid, ones), feats, atol=1e-6)
+    assert torch.equal(deformable_skip(feats, grid, torch.zeros_like(ones)), torch.zeros_like(feats))
+    # A half-confidence map halves the features.
+    assert torch.allclose(deformable_skip(feats, grid, ones * 0.5), feats * 0.5, atol=1e-6)
+
+
+def test_discriminator_returns_logits_and_features_per_scale():
+    cfg = load_config("tiny")
+    disc = MultiScaleDiscriminator(cfg.discriminator)
+    out = disc(torch.rand(2, 3, 64, 64))
+    assert len(out.logits) == len(out.features) == cfg.discriminator.num_scales
+    assert all(len(f) == cfg.discriminator.num_layers for f in out.features)
+    assert out.logits[0].shape[-1] > out.logits[1].shape[-1]
+
+
+def test_save_load_round_trip_is_bit_identical(tmp_path):
+    model = build("tiny", seed=3)
+    src, drv = frames(64, seed=5)
+    with torch.no_grad():
+        ref = model(src, drv).prediction
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = INTERNet.from_pretrained(tmp_path / "ckpt")
+    with torch.no_grad():
+        out = loaded(src, drv).prediction
+    assert torch.equal(out, ref)
+
+
+def test_loading_another_preset_fails_clearly(tmp_path):
+    build("tiny").save_pretrained(tmp_path / "tiny")
+    with pytest.raises(CheckpointError, match="tiny"):
+        INTERNet.from_pretrained(tmp_path / "tiny", config="small-128")
+
+
+def test_weights_of_another_shape_are_rejected(tmp_path):
+    build("tiny").save_pretrained(tmp_path / "a")
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    cfg["generator"]["channels"] = [8, 8, 16]
+    (tmp_path / "a" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="shape"):
+        INTERNet.from_pretrained(tmp_path / "a")
+
+
+def test_pickle_disguised_as_checkpoint_is_rejected_without_unpickling(tmp_path):
+    import pickle
+
+    build("tiny").save_pretrained(tmp_path / "c")
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    (tmp_path / "c" / "model.safetensors").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(CheckpointError, match="safetensors"):
+        INTERNet.from_pretrained(tmp_path / "c")
+
+
+def test_config_unknown_keys_and_bad_types_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config("tiny", ["generator.colour=red"])
+    with pytest.raises(ConfigError, match="integer"):
+        load_config("tiny", ["image_size=big"])
+    with pytest.raises(ConfigError, match="skip_mode"):
+        load_config("tiny", ["generator.skip_mode=other"])
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: tiny\nanchors:\n  num_anchors: 6\n")
+    assert load_config(path).anchors.num_anchors == 6
+    path.write_text("preset: tiny\nanchor: {}\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config("nope")
+
+
+def test_parse_overrides_nests_and_types():
+    assert parse_overrides(["a.b=1", "a.c=0.5", "d=[1, 2]", "e=x"]) == {"a": {"b": 1, "c": 0.5}, "d": [1, 2], "e": "x"}
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])
