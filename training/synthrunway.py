@@ -61,6 +61,8 @@ def generate_clip(spec: ClipSpec, out_dir: Path) -> Path:
     """Render one clip and its ground truth into ``out_dir / clip_name(seed, index)``; returns that folder."""
     if spec.frames < 2:
         raise InputError(f"A clip needs at least 2 frames, got {spec.frames}")
+    if spec.fps <= 0:
+        raise InputError(f"The frame rate must be positive, got {spec.fps}")
     if spec.size < 32:
         raise InputError(f"The frame size must be at least 32 pixels, got {spec.size}")
     rng = np.random.default_rng([spec.seed, spec.index])
@@ -117,10 +119,17 @@ def _generate(args: tuple[ClipSpec, Path]) -> Path:
 
 
 def generate(
-    out_dir: Path, clips: int, frames: int, size: int, seed: int, workers: int = 1, progress: bool = True
+    out_dir: Path,
+    clips: int,
+    frames: int,
+    size: int,
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+    fps: float = DEFAULT_FPS,
 ) -> list[Path]:
     """Render clips (seed, 0..clips-1) into ``out_dir``, in ``workers`` processes."""
-    specs = [(ClipSpec(seed, i, frames, size), Path(out_dir)) for i in range(clips)]
+    specs = [(ClipSpec(seed, i, frames, size, fps), Path(out_dir)) for i in range(clips)]
     bar = tqdm(total=clips * frames, unit="frame", disable=not progress, desc="SynthRunway")
     results: list[Path] = []
     if workers <= 1:
@@ -148,10 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=0, help=f"clip seed; seeds >= {TEST_SEED_START} are test clips"
     )
     parser.add_argument("--workers", type=int, default=1, help="processes")
+    parser.add_argument(
+        "--fps", type=float, default=DEFAULT_FPS, help="frame rate (motion per frame scales with 1/fps)"
+    )
     args = parser.parse_args(argv)
     try:
         start = time.perf_counter()
-        generate(args.out, args.clips, args.frames, args.size, args.seed, args.workers)
+        generate(args.out, args.clips, args.frames, args.size, args.seed, args.workers, fps=args.fps)
         elapsed = time.perf_counter() - start
         total = args.clips * args.frames
         print(f"{total} frames in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} frames/s) -> {args.out}")
