@@ -1,0 +1,91 @@
+"""Forward skinning of a layer's triangle mesh and its rasterisation into a backward sampling map.
+
+Vertices live in source space with source-space weights; each is moved by the blend of its bones'
+affines (linear blend skinning). The moved triangles are rasterised on the low-res output grid,
+interpolating each vertex's *source* position barycentrically, which gives a backward map (output pixel
+-> source pixel) for that layer. One ``cv2.resize`` + ``cv2.remap`` then draws the layer at full size.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FAR = -1.0e5  # a source coordinate far outside the image: samples there are transparent
+
+_BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+def skin_vertices(vertices: np.ndarray, weights: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """Linear blend skinning: (V, 2) source pixels, (V, B) weights, (B, 2, 3) affines -> (V, 2) output pixels."""
+    blended = np.einsum("vb,bij->vij", weights, affines)
+    return (blended[:, :, :2] @ vertices[:, :, None] + blended[:, :, 2:])[..., 0]
+
+
+def rasterise(xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise triangles onto an (h, w) grid whose pixel centres are at integer coordinates.
+
+    ``xy`` (T, 3, 2) are the triangles' corners on the grid, ``uv`` (T, 3, 2) the values to interpolate
+    (source positions). Where triangles overlap, the higher ``priority`` wins. Returns the interpolated
+    (h, w, 2) float32 map and the (h, w) coverage mask.
+    """
+    out = np.zeros((h * w, 2), np.float32)
+    covered = np.zeros(h * w, bool)
+    lo = np.floor(xy.min(axis=1)).astype(np.int64)
+    hi = np.ceil(xy.max(axis=1)).astype(np.int64)
+    on_grid = (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < w) & (lo[:, 1] < h)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, [w - 1, h - 1])
+    extent = (hi - lo).max(axis=1) + 1
+    a, b, c = xy[:, 0], xy[:, 1], xy[:, 2]
+    v0, v1 = b - a, c - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    usable = on_grid & (np.abs(den) > 1e-9)
+    idx_parts, val_parts, pri_parts = [], [], []
+    previous = 0
+    for bucket in _BUCKETS:
+        sel = np.nonzero(usable & (extent > previous) & (extent <= bucket))[0]
+        if bucket == _BUCKETS[-1]:
+            sel = np.nonzero(usable & (extent > previous))[0]  # huge triangles: drawn clipped to the bucket
+        previous = bucket
+        if len(sel) == 0:
+            continue
+        oy, ox = np.mgrid[0:bucket, 0:bucket]
+        px = lo[sel, 0, None] + ox.ravel()[None]
+        py = lo[sel, 1, None] + oy.ravel()[None]
+        dx, dy = px - a[sel, 0, None], py - a[sel, 1, None]
+        inv = 1.0 / den[sel, None]
+        l1 = (dx * v1[sel, 1, None] - v1[sel, 0, None] * dy) * inv
+        l2 = (v0[sel, 0, None] * dy - dx * v0[sel, 1, None]) * inv
+        l0 = 1.0 - l1 - l2
+        eps = -1e-4
+        inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps) & (px <= hi[sel, 0, None]) & (py <= hi[sel, 1, None])
+        t_idx, k_idx = np.nonzero(inside)
+        tri = sel[t_idx]
+        lam = np.stack([l0[t_idx, k_idx], l1[t_idx, k_idx], l2[t_idx, k_idx]], axis=1)
+        val_parts.append(np.einsum("nk,nkc->nc", lam, uv[tri]))
+        idx_parts.append(py[t_idx, k_idx] * w + px[t_idx, k_idx])
+        pri_parts.append(priority[tri])
+    if idx_parts:
+        idx, val, pri = np.concatenate(idx_parts), np.concatenate(val_parts), np.concatenate(pri_parts)
+        order = np.argsort(pri, kind="stable")  # later writes win: highest priority last
+        out[idx[order]] = val[order]
+        covered[idx] = True
+    return out.reshape(h, w, 2), covered.reshape(h, w)
+
+
+def extend_map(grid_map: np.ndarray, covered: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Continue a backward map a few pixels past its coverage (so bilinear upsampling stays inside the
+    layer) and send everything further out to FAR."""
+    k = 2 * radius + 1
+    cov = covered.astype(np.float32)
+    num = cv2.boxFilter(grid_map * cov[..., None], -1, (k, k), normalize=False)
+    den = cv2.boxFilter(cov, -1, (k, k), normalize=False)
+    extended = num / np.maximum(den, 1e-6)[..., None]
+    out = np.where(covered[..., None], grid_map, np.where(den[..., None] > 0, extended, FAR))
+    return out.astype(np.float32)
+
+
+def output_to_grid(xy: np.ndarray, scale: float) -> np.ndarray:
+    """Full-size pixel coordinates -> low-res grid coordinates (pixel centres at integers)."""
+    return (xy + 0.5) / scale - 0.5

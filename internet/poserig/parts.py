@@ -1,0 +1,389 @@
+"""Source-side work of the pose rig, done once per video: body-part layers, textures, mesh and weights.
+
+The person (source photo + mask + joints) is split into layers drawn back to front:
+
+    left leg, right leg, torso/garment, head, left arm, right arm
+
+Each layer has a *core* (the pixels it owns) and a hidden *extension* under the layers in front of it, so
+that part seams never open onto the background: the torso layer covers the whole silhouette under the
+arms (what an arm hides is filled from the torso's own colours) and reaches under the head and shoulders;
+the legs reach up under the garment. Long garments (rows below the hips where the gap between the legs is
+covered) belong to the torso layer and are skinned smoothly to the pelvis, thighs and shins, so a dress
+follows the legs instead of splitting between them.
+
+Skinning weights are computed in *source* space (forward skinning): a soft-min over each bone's distance,
+restricted to the bones that may move the layer (an arm lying on the dress is not moved by the dress).
+Each layer is triangulated on a regular grid (two triangles per cell) that never spans two layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from internet.poserig.retarget import BONE, LIMB_SEGMENTS, NECK, PELVIS, SKIN_BONES, extend, torso_length
+from internet.skeleton import JOINT
+
+LAYER_NAMES: tuple[str, ...] = ("left_leg", "right_leg", "torso", "head", "left_arm", "right_arm")
+LAYER_BONES: dict[str, tuple[str, ...]] = {
+    "left_leg": ("pelvis", "left_thigh", "left_shin"),
+    "right_leg": ("pelvis", "right_thigh", "right_shin"),
+    "torso": ("chest", "pelvis", "head", "left_upper_arm", "right_upper_arm",
+              "left_thigh", "right_thigh", "left_shin", "right_shin"),
+    "head": ("chest", "head"),
+    "left_arm": ("chest", "left_upper_arm", "left_forearm"),
+    "right_arm": ("chest", "right_upper_arm", "right_forearm"),
+}  # fmt: skip
+# Draw order inside a layer where it folds over itself: forearms/shins over upper arms/thighs over torso.
+BONE_DEPTH = np.array([0, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2], np.float32)  # SKIN_BONES order
+# Typical limb half-widths as a fraction of the torso length (hands and feet are covered by the capsules).
+HALF_WIDTH = {"upper_arm": 0.075, "forearm": 0.07, "thigh": 0.13, "shin": 0.085}
+HIDDEN_RELIABILITY = 0.25  # confidence of texture that was filled in rather than seen
+
+
+@dataclass
+class SourceLayer:
+    """One body-part layer of the source, ready to be skinned and drawn."""
+
+    name: str
+    texture: np.ndarray  # (S, S, 4) uint8: RGB (colours extended past the edge) + layer alpha
+    alpha_low: np.ndarray  # (h, w) float32 layer alpha on the low-res grid
+    reliability_low: np.ndarray  # (h, w) float32: 1 where the texture was seen, less where filled in
+    weights_low: np.ndarray  # (B, h, w) float32 skinning weights on the low-res grid (B = len(SKIN_BONES))
+    vertices: np.ndarray  # (V, 2) float64 source pixels (low-res pixel centres)
+    vertex_weights: np.ndarray  # (V, B) float32
+    triangles: np.ndarray  # (T, 3) int32 vertex indices
+    priority: np.ndarray  # (T,) int16: higher is drawn on top where the layer folds over itself
+
+
+@dataclass
+class SourceLayers:
+    """Everything the rig precomputes from the source photo."""
+
+    size: int  # S
+    grid: int  # h: the mesh / low-res grid is (h, h); one grid pixel is S / h source pixels
+    points: np.ndarray  # (13, 2) source joints in pixels
+    layers: list[SourceLayer]  # back to front
+    background: np.ndarray  # (S, S, 3) uint8, the person removed and filled in
+    background_reliability_low: np.ndarray  # (h, w): 1 where the background was seen, low behind the person
+    labels: np.ndarray  # (S, S) int8 core layer index per pixel, -1 outside the person (for overlays/tests)
+
+
+def fill_from(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill pixels where ``known`` is False from the known ones (push-pull over an image pyramid)."""
+    img = image.astype(np.float32)
+    k = known.astype(np.float32)
+    premult, weight = [img * (k[..., None] if img.ndim == 3 else k)], [k]
+    while min(weight[-1].shape[:2]) > 2:
+        premult.append(cv2.pyrDown(premult[-1]))
+        weight.append(cv2.pyrDown(weight[-1]))
+    w_last = weight[-1][..., None] if img.ndim == 3 else weight[-1]
+    filled = premult[-1] / np.maximum(w_last, 1e-6)
+    for level in range(len(premult) - 2, -1, -1):
+        up = cv2.pyrUp(filled, dstsize=premult[level].shape[1::-1])
+        w = weight[level][..., None] if img.ndim == 3 else weight[level]
+        filled = premult[level] + up * np.clip(1.0 - w, 0.0, 1.0)
+        filled = filled / np.maximum(w + np.clip(1.0 - w, 0.0, 1.0), 1e-6)
+    mask = known[..., None] if img.ndim == 3 else known
+    return np.where(mask, img, filled)
+
+
+def segment_distance(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from points q (..., 2) to the segment a-b."""
+    ab = b - a
+    t = np.clip(((q - a) @ ab) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+    return np.linalg.norm(q - (a + t[..., None] * ab), axis=-1)
+
+
+def polygon_distance(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance from points q (..., 2) to a convex-ish polygon (0 inside)."""
+    d = np.min([segment_distance(q, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))], axis=0)
+    crossings = np.zeros(q.shape[:-1], bool)
+    for i in range(len(poly)):
+        a, b = poly[i], poly[(i + 1) % len(poly)]
+        straddle = (a[1] > q[..., 1]) != (b[1] > q[..., 1])
+        x_cross = a[0] + (q[..., 1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1] + 1e-12)
+        crossings ^= straddle & (q[..., 0] < x_cross)
+    return np.where(crossings, 0.0, d)
+
+
+@dataclass
+class _Body:
+    """Source-space geometry shared by labelling and weights."""
+
+    ext: np.ndarray  # (15, 2) joints + neck + pelvis
+    torso: float  # torso length T in pixels
+    up: np.ndarray  # unit vector pelvis -> neck
+    torso_poly: np.ndarray  # (4, 2)
+    segments: dict[str, tuple[np.ndarray, np.ndarray]]  # limb and head segments (hands/feet included)
+    radius: dict[str, float]  # capsule radius per segment (limbs, head) and the torso's
+    hem: float  # garment hem below the pelvis, along -up, in pixels (0 when legs part right away)
+
+
+def _body(points: np.ndarray, mask: np.ndarray) -> _Body:
+    e = extend(points)
+    t_len = max(torso_length(points), 4.0)
+    up = (e[NECK] - e[PELVIS]) / t_len
+    ls, rs, lh, rh = (e[JOINT[n]] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
+    centre = (ls + rs + lh + rh) / 4
+    segs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    radius = {"torso": 0.1 * t_len}
+    for name, (a, b) in LIMB_SEGMENTS.items():
+        pa, pb = e[a], e[b]
+        # Landmarks are not always on the limb's centre line: put the line one typical half-width inside
+        # the limb's outer edge (the edge that touches the background).
+        half = HALF_WIDTH[name.split("_", 1)[1]] * t_len
+        outer, normal = _outer_half_width(mask, pa, pb, centre, 3 * half)
+        if len(outer):
+            shift = np.clip(float(np.median(outer)) - half, -0.5 * half, half)
+            pa, pb = pa + shift * normal, pb + shift * normal
+        if name.endswith("forearm"):
+            pb = pb + 0.6 * (pb - pa)  # the hand
+        elif name.endswith("shin"):
+            pb = pb + 0.15 * (pb - pa)  # the foot
+        segs[name] = (pa, pb)
+        radius[name] = 1.3 * half
+    nose = e[JOINT["nose"]]
+    head_axis = nose - e[NECK]
+    segs["head"] = (e[NECK] + 0.3 * head_axis, nose + 0.6 * head_axis)
+    radius["head"] = max(0.3 * t_len, 0.8 * float(np.linalg.norm(head_axis)))
+    return _Body(e, t_len, up, np.stack([ls, rs, rh, lh]), segs, radius, _garment_hem(e, up, t_len, mask))
+
+
+def _outer_half_width(mask: np.ndarray, a: np.ndarray, b: np.ndarray, centre: np.ndarray, limit: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Distances from points along a bone to the mask's edge on the side away from the body centre, and
+    that side's unit normal.
+
+    The outer side of a limb is the one that touches the background (its inner side may lie on the body),
+    so this measures the limb's half-width even when it rests on the torso or a dress.
+    """
+    h, w = mask.shape
+    u = (b - a) / (np.linalg.norm(b - a) + 1e-9)
+    n = np.array([-u[1], u[0]])
+    mid = (a + b) / 2
+    if (mid - centre) @ n < 0:
+        n = -n
+    pts = a + np.linspace(0.2, 0.9, 8)[:, None] * (b - a)  # (8, 2)
+    steps = np.arange(0.0, limit + 1.0, 0.5)
+    probe = np.round(pts[:, None] + steps[None, :, None] * n).astype(int)  # (8, T, 2)
+    inside = (probe[..., 0] >= 0) & (probe[..., 0] < w) & (probe[..., 1] >= 0) & (probe[..., 1] < h)
+    hit = np.zeros(inside.shape, bool)
+    hit[inside] = mask[probe[..., 1][inside], probe[..., 0][inside]]
+    first_out = np.argmin(hit, axis=1).astype(np.float64)  # first step outside the person
+    first_out[hit.all(axis=1)] = len(steps) - 1
+    return steps[first_out.astype(int)][hit[:, 0]], n  # only points that are on the person
+
+
+def _garment_hem(e: np.ndarray, up: np.ndarray, t_len: float, mask: np.ndarray) -> float:
+    """How far below the pelvis the gap between the legs stays covered (a dress, a coat, a skirt)."""
+    h, w = mask.shape
+    chains = [e[[JOINT[f"{s}_hip"], JOINT[f"{s}_knee"], JOINT[f"{s}_ankle"]]] for s in ("left", "right")]
+    depth = [(e[PELVIS] - c) @ up for c in chains]  # distance below the pelvis of each chain point
+    bottom = min(float(d[-1]) for d in depth)
+    hem = 0.0
+    for level in np.arange(0.0, bottom, max(1.0, t_len / 40)):
+        pts = [np.array([np.interp(level, d, c[:, k]) for k in (0, 1)]) for d, c in zip(depth, chains)]
+        gap = np.linalg.norm(pts[0] - pts[1])
+        covered = True
+        for f in (0.35, 0.5, 0.65):  # the middle third between the legs must be person
+            x, y = np.round(pts[0] + f * (pts[1] - pts[0])).astype(int)
+            covered &= bool(0 <= x < w and 0 <= y < h and mask[y, x])
+        if not covered or gap < 1.0:
+            break
+        hem = float(level)
+    return hem + 0.1 * t_len if hem > 0 else 0.0  # hems curve down between the legs
+
+
+def _group_distances(q: np.ndarray, body: _Body) -> dict[str, np.ndarray]:
+    """Per-bone distances (pixels) of points q (..., 2), plus the torso polygon distance."""
+    d = {name: segment_distance(q, *seg) for name, seg in body.segments.items()}
+    d["torso"] = polygon_distance(q, body.torso_poly)
+    return d
+
+
+def _labels(body: _Body, size: int, mask: np.ndarray) -> np.ndarray:
+    """Core layer index per source pixel (LAYER_NAMES order), -1 outside the person."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    q = np.stack([xs, ys], axis=-1)
+    d = _group_distances(q, body)
+    score = {
+        "torso": d["torso"] / body.radius["torso"],
+        "head": d["head"] / body.radius["head"],
+    }
+    for side in ("left", "right"):
+        r = body.radius
+        score[f"{side}_arm"] = np.minimum(d[f"{side}_upper_arm"] / r[f"{side}_upper_arm"],
+                                          d[f"{side}_forearm"] / r[f"{side}_forearm"])
+        score[f"{side}_leg"] = np.minimum(d[f"{side}_thigh"] / r[f"{side}_thigh"], d[f"{side}_shin"] / r[f"{side}_shin"])
+    stack = np.stack([score[n] for n in LAYER_NAMES])
+    labels = np.argmin(stack, axis=0).astype(np.int8)
+    torso, head = LAYER_NAMES.index("torso"), LAYER_NAMES.index("head")
+    above_neck = (q - body.ext[NECK]) @ body.up
+    below_pelvis = (body.ext[PELVIS] - q) @ body.up
+    labels[(labels == head) & (above_neck < 0.05 * body.torso)] = torso
+    is_leg = (labels == LAYER_NAMES.index("left_leg")) | (labels == LAYER_NAMES.index("right_leg"))
+    labels[is_leg & (below_pelvis < body.hem)] = torso  # the garment covers the legs down to its hem
+    for side in ("left", "right"):  # an arm lying on the body still belongs to the arm
+        labels[score[f"{side}_arm"] < 1.0] = LAYER_NAMES.index(f"{side}_arm")
+    labels[~mask] = -1
+    return labels
+
+
+def _softmin(dist: dict[str, np.ndarray], tau: np.ndarray | float) -> dict[str, np.ndarray]:
+    """Soft-min weights over bones from their distances (pixels); ``tau`` is the blend width (pixels)."""
+    stack = np.stack(list(dist.values()), axis=-1)
+    w = np.exp(-(stack - stack.min(axis=-1, keepdims=True)) / np.asarray(tau)[..., None])
+    w /= w.sum(axis=-1, keepdims=True)
+    return {name: w[..., i] for i, name in enumerate(dist)}
+
+
+def _joint_share(q: np.ndarray, body: _Body, joint: str, segment: str) -> np.ndarray:
+    """How much a point near a limb's root joint still follows the body (1) rather than the limb (0):
+    a ramp along the limb's first segment, over +-0.1 torso lengths around the joint."""
+    a, b = body.segments[segment]
+    u = (b - a) / (np.linalg.norm(b - a) + 1e-9)
+    along = (q - body.ext[JOINT[joint]]) @ u
+    return np.clip(0.5 - along / (0.2 * body.torso), 0.0, 1.0)
+
+
+def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
+    """(..., B) skinning weights of source points q for one layer (zeros for bones it may not use).
+
+    Limbs: a soft-min over their own segments, handed over to the chest (shoulder) or pelvis (hip) by a
+    ramp around the root joint. Torso: a soft-min over torso, head and (for garments, with a wider blend
+    further below the pelvis) thighs and shins, plus the same shoulder ramps within ~0.2 torso lengths of
+    each shoulder, so the torso and arm layers move identically where they meet.
+    """
+    d = _group_distances(q, body)
+    t_len = body.torso
+    tau0 = 0.06 * t_len
+    w = np.zeros(q.shape[:-1] + (len(SKIN_BONES),))
+    if layer.endswith("_arm") or layer.endswith("_leg"):
+        side, kind = layer.split("_")
+        first, second, root, body_bone = (
+            ("upper_arm", "forearm", "shoulder", "chest") if kind == "arm" else ("thigh", "shin", "hip", "pelvis")
+        )
+        limb = _softmin({f"{side}_{first}": d[f"{side}_{first}"], f"{side}_{second}": d[f"{side}_{second}"]}, tau0)
+        share = _joint_share(q, body, f"{side}_{root}", f"{side}_{first}")
+        for name, value in limb.items():
+            w[..., BONE[name]] = (1 - share) * value
+        w[..., BONE[body_bone]] = share
+    elif layer == "head":
+        for name, value in _softmin({"chest": d["torso"], "head": d["head"]}, tau0).items():
+            w[..., BONE[name]] = value
+    else:
+        below = (body.ext[PELVIS] - q) @ body.up
+        tau = tau0 + 0.22 * t_len * np.clip(below / (0.3 * t_len), 0.0, 1.0)  # garments blend smoothly
+        dist = {"chest": d["torso"], "head": d["head"]}
+        dist.update({n: d[n] for n in ("left_thigh", "right_thigh", "left_shin", "right_shin")})
+        for name, value in _softmin(dist, tau).items():
+            w[..., BONE[name]] = value
+        for side in ("left", "right"):
+            near = np.clip(2.0 - np.linalg.norm(q - body.ext[JOINT[f"{side}_shoulder"]], axis=-1) / (0.15 * t_len),
+                           0.0, 1.0)
+            arm = near * (1 - _joint_share(q, body, f"{side}_shoulder", f"{side}_upper_arm"))
+            w *= (1 - arm)[..., None]
+            w[..., BONE[f"{side}_upper_arm"]] += arm
+    # Split the torso's weight between chest and pelvis along the spine (the waist bends).
+    along = np.clip(((q - body.ext[PELVIS]) @ body.up) / t_len, 0.0, 1.0)
+    to_chest = np.clip((along - 0.25) / 0.5, 0.0, 1.0)
+    torso_w = w[..., BONE["chest"]] + w[..., BONE["pelvis"]]
+    if layer in ("torso", "head"):
+        w[..., BONE["chest"]] = torso_w * to_chest
+        w[..., BONE["pelvis"]] = torso_w * (1 - to_chest)
+    return w.astype(np.float32)
+
+
+def _grid_mesh(valid: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices at the low-res pixel centres where ``valid``, two triangles per fully valid cell."""
+    h, w = valid.shape
+    index = -np.ones((h, w), np.int64)
+    ys, xs = np.nonzero(valid)
+    index[ys, xs] = np.arange(len(ys))
+    vertices = np.stack([(xs + 0.5) * scale - 0.5, (ys + 0.5) * scale - 0.5], axis=1).astype(np.float64)
+    v00, v01, v10, v11 = index[:-1, :-1], index[:-1, 1:], index[1:, :-1], index[1:, 1:]
+    cell = (v00 >= 0) & (v01 >= 0) & (v10 >= 0) & (v11 >= 0)
+    a, b, c, d = v00[cell], v01[cell], v10[cell], v11[cell]
+    triangles = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)]).astype(np.int32)
+    return vertices, triangles
+
+
+def _downsample(image: np.ndarray, h: int) -> np.ndarray:
+    return cv2.resize(image.astype(np.float32), (h, h), interpolation=cv2.INTER_AREA)
+
+
+def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128) -> SourceLayers:
+    """Split the source person into skinned layers (see the module docstring). ``mask`` is (S, S) in [0, 1];
+    the meshes and low-res maps live on a (grid, grid) lattice of pixel centres."""
+    size = source_rgb.shape[0]
+    h = min(grid, size)
+    scale = size / h
+    soft = np.clip(mask.astype(np.float32), 0.0, 1.0)
+    person = soft > 0.5
+    body = _body(points, person)
+    labels = _labels(body, size, person)
+    core = {name: labels == i for i, name in enumerate(LAYER_NAMES)}
+    t_px = body.torso
+
+    # Hidden extensions under the layers in front, so that seams never show the background.
+    def disk(r: float) -> np.ndarray:
+        k = max(3, int(2 * round(r) + 1))
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+
+    person_u8 = person.astype(np.uint8)
+    ext = {n: core[n].copy() for n in LAYER_NAMES}
+    torso_u8 = core["torso"].astype(np.uint8)
+    closed = cv2.morphologyEx(torso_u8, cv2.MORPH_CLOSE, disk(0.35 * t_px)).astype(bool)
+    # Reach under the head and the shoulder caps (kinematic seams) but not along the arms, which may
+    # leave: what stays behind there must look like the torso, not like an arm-shaped strip.
+    grown = cv2.dilate(torso_u8, disk(0.12 * t_px)).astype(bool)
+    ys, xs = np.mgrid[0:size, 0:size]
+    q = np.stack([xs, ys], -1).astype(np.float64)
+    seams = [body.ext[NECK]] + [body.ext[JOINT[f"{side}_shoulder"]] for side in ("left", "right")]
+    near_seam = np.min([np.linalg.norm(q - p, axis=-1) for p in seams], axis=0) < 0.25 * t_px
+    ext["torso"] |= (closed | (grown & near_seam)) & person
+    for side in ("left", "right"):
+        leg_zone = body.segments[f"{side}_thigh"]
+        near_thigh = segment_distance(q, *leg_zone) < body.radius[f"{side}_thigh"]
+        ext[f"{side}_leg"] |= near_thigh & core["torso"]
+    del person_u8
+
+    # Textures: colours extended past each region's edge so bilinear sampling never pulls in background.
+    seen = cv2.erode(person.astype(np.uint8), disk(1)).astype(bool)
+    person_rgb = fill_from(source_rgb, seen)
+    torso_rgb = fill_from(source_rgb, seen & core["torso"])
+    bg_known = ~cv2.dilate(person.astype(np.uint8), disk(max(2, size / 128))).astype(bool)
+    background = fill_from(source_rgb, bg_known) if bg_known.any() else np.full_like(source_rgb, 255)
+
+    vertex_valid_margin = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
+    ys, xs = np.mgrid[0:h, 0:h]
+    grid = np.stack([(xs + 0.5) * scale - 0.5, (ys + 0.5) * scale - 0.5], -1).astype(np.float64)
+    layers = []
+    for name in LAYER_NAMES:
+        region = ext[name].astype(np.float32)
+        alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * soft
+        rgb = torso_rgb if name == "torso" else person_rgb
+        texture = np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
+        reliability = np.where(core[name], 1.0, HIDDEN_RELIABILITY).astype(np.float32)
+        alpha_low = _downsample(alpha, h)
+        rel_low = _downsample(reliability * alpha, h) / np.maximum(alpha_low, 1e-6)
+        valid = cv2.dilate((alpha_low > 0.01).astype(np.uint8), vertex_valid_margin).astype(bool)
+        weights_grid = _skin_weights(grid, body, name)  # (h, w, B)
+        vertices, triangles = _grid_mesh(valid, scale)
+        vw = weights_grid[valid]
+        # Where a layer folds over itself, its more opaque triangles win (never its transparent margin),
+        # then the ones further down the limb (a forearm over its upper arm).
+        opacity = np.floor(alpha_low[valid][triangles].mean(axis=1) * 4)
+        depth = 10 * opacity + 3 * (vw @ BONE_DEPTH)[triangles].mean(axis=1)
+        layers.append(SourceLayer(
+            name=name, texture=texture, alpha_low=alpha_low, reliability_low=np.clip(rel_low, 0, 1),
+            weights_low=np.ascontiguousarray(weights_grid.transpose(2, 0, 1)), vertices=vertices,
+            vertex_weights=vw, triangles=triangles, priority=np.round(depth).astype(np.int16),
+        ))  # fmt: skip
+    bg_rel = np.where(bg_known, 1.0, HIDDEN_RELIABILITY).astype(np.float32)
+    return SourceLayers(size=size, grid=h, points=np.asarray(points, np.float32), layers=layers,
+                        background=np.clip(background, 0, 255).round().astype(np.uint8),
+                        background_reliability_low=_downsample(bg_rel, h), labels=labels)

@@ -1,0 +1,53 @@
+"""How well an animated person's limbs follow the driver: the limb-angle correlation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from internet.poserig.landmarks import Landmarks
+from internet.poserig.retarget import LIMB_SEGMENTS
+
+LIMBS: tuple[tuple[int, int], ...] = tuple(LIMB_SEGMENTS.values())  # upper arms, forearms, thighs, shins
+
+
+def limb_angles(points: np.ndarray) -> np.ndarray:
+    """(8,) image-plane angle (radians) of each limb segment, parent joint to child joint."""
+    v = np.stack([points[b] - points[a] for a, b in LIMBS])
+    return np.arctan2(v[:, 1], v[:, 0])
+
+
+def limb_angle_correlation(driver: Sequence[Landmarks | None], output: Sequence[Landmarks | None],
+                           min_visibility: float = 0.5) -> float:
+    """Pearson correlation between the driver's and the output's per-limb angle changes.
+
+    For each sequence and each of the 8 limbs (upper arms, forearms, thighs, shins), the change of the
+    limb's image-plane angle relative to the reference frame (the first frame where both sequences have a
+    pose) is wrapped to (-pi, pi]. The changes of all limbs in all other frames where both sequences have a
+    pose (and the limb's two joints have visibility >= ``min_visibility`` in both, there and in the
+    reference) are pooled, and the Pearson correlation of driver changes vs output changes is returned.
+    1 means the output's limbs turn exactly like the driver's; a frozen output gives about 0; it is 0 when
+    fewer than 3 pairs exist or either side does not move at all.
+    """
+    if len(driver) != len(output):
+        raise ValueError(f"sequences differ in length: {len(driver)} vs {len(output)}")
+    both = [i for i, (d, o) in enumerate(zip(driver, output)) if d is not None and o is not None]
+    if len(both) < 2:
+        return 0.0
+
+    def seen(lm: Landmarks) -> np.ndarray:
+        return np.array([min(lm.visibility[a], lm.visibility[b]) >= min_visibility for a, b in LIMBS])
+
+    ref = both[0]
+    d_ref, o_ref = limb_angles(driver[ref].points), limb_angles(output[ref].points)
+    ref_ok = seen(driver[ref]) & seen(output[ref])
+    xs, ys = [], []
+    for i in both[1:]:
+        ok = ref_ok & seen(driver[i]) & seen(output[i])
+        xs.append(np.angle(np.exp(1j * (limb_angles(driver[i].points) - d_ref)))[ok])
+        ys.append(np.angle(np.exp(1j * (limb_angles(output[i].points) - o_ref)))[ok])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if len(x) < 3 or x.std() < 1e-9 or y.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
