@@ -70,7 +70,10 @@ def test_style_loss_sends_gradients_to_the_generated_features_only():
 
 
 def test_lsgan_losses_on_known_logits():
-    ones, zeros = [torch.ones(2, 1, 4, 4), torch.ones(2, 1, 2, 2)], [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)]
+    ones, zeros = (
+        [torch.ones(2, 1, 4, 4), torch.ones(2, 1, 2, 2)],
+        [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)],
+    )
     assert float(lsgan_generator_loss(ones)) == 0.0  # G fooled D perfectly
     assert float(lsgan_generator_loss(zeros)) == 1.0
     real, fake = lsgan_discriminator_loss(ones, zeros)
@@ -94,7 +97,9 @@ def test_perceptual_loss_weights_each_layer():
 # --------------------------------------------------------------------------- temporal (Eq 3, Eq 4)
 
 
-def _shifted_pair(dx: int, dy: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _shifted_pair(
+    dx: int, dy: int, size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """previous = random texture; current(x) = previous(x + (dx, dy)); flow and in-frame mask known."""
     g = torch.Generator().manual_seed(3)
     previous = torch.rand(2, 3, size, size, generator=g)
@@ -211,7 +216,7 @@ def test_equivariance_loss_of_a_detector_that_ignores_the_image():
     assert float(terms.jacobian) == pytest.approx(float(want_jac), abs=1e-6)
 
 
-# --------------------------------------------------------------------------- VGG-19 and the weight-free substitute
+# --------------------------------------------------------------------------- VGG-19 and its substitute
 
 
 def _fake_vgg_state(prefix: str = "features.") -> dict[str, torch.Tensor]:
@@ -238,9 +243,9 @@ def test_vgg_weights_load_from_torchvision_layouts(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     f11, f21, f34 = vgg(x)
     assert f11.shape == (1, 64, 16, 16) and f21.shape == (1, 128, 8, 8) and f34.shape == (1, 256, 4, 4)
-    normalized = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
-        1, 3, 1, 1
-    )
+    normalized = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     manual = F.relu(F.conv2d(normalized, state["features.0.weight"], state["features.0.bias"], padding=1))
     assert torch.allclose(f11, manual, atol=1e-5)
     assert not any(p.requires_grad for p in vgg.parameters())
@@ -288,7 +293,7 @@ def test_objective_without_vgg_weights_says_so_and_never_builds_a_vgg():
     assert not any(isinstance(m, VGG19Features) for m in objective.appearance.modules())
 
 
-# --------------------------------------------------------------------------- the full generator step on the tiny model
+# --------------------------------------------------------------------------- generator step, tiny model
 
 
 @dataclass

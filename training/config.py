@@ -13,6 +13,7 @@ wrong types are errors naming the offending key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +26,16 @@ Temporal = Literal["none", "extrinsic", "intrinsic"]
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training clips come from (see ``training/data.py``)."""
+    """Where the training clips come from (``training/data.py``); frames are fitted to the model size."""
 
     kind: Literal["synthrunway", "video_folder"] = "synthrunway"
-    root: str = ""  # dataset folder; relative paths are relative to the working directory
-    min_offset: int = 1  # driving frame at least this many frames after the source (paper: t > 60 at 30 fps)
+    root: str = ""  # dataset folder (SynthRunway clips, or FashionVideo .mp4 files / frame folders)
+    list_file: str = ""  # video_folder: split list such as fashion_train.txt; "" = every video in root
+    fit: Literal["resize", "crop", "pad"] = "resize"  # video_folder: how frames become square (paper: resize)
+    flow_cache: str = ""  # video_folder: DIS flow cache (fill it first with python -m training.data)
+    dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    min_offset: int = 60  # driving frame index t > min_offset (paper: 2 s at 30 fps, t > 60)
+    repeats: int = 1  # passes over the clips per epoch (FOMM's num_repeats): one sample per clip and pass
     num_workers: int = 0  # DataLoader worker processes per rank
 
 
@@ -67,7 +73,7 @@ class TrainConfig:
     lr: float = 2e-4  # generator learning rate
     lr_discriminator: float | None = None  # None = same as lr
     betas: tuple[float, float] = (0.5, 0.999)
-    grad_clip: float = 10.0  # max global grad norm for G and D; 0 = off
+    grad_clip: float = 100.0  # max global grad norm for G and D (a spike guard); 0 = off
     ema_decay: float = 0.0  # EMA of the generator weights; 0 = off
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto = bf16 autocast on CUDA if supported
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -97,9 +103,11 @@ class ExperimentConfig:
         if not 0.0 <= t.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
         if t.keep_checkpoints < 1 or t.checkpoint_every < 1 or t.log_every < 1 or t.max_bad_steps < 1:
-            raise ConfigError("train.keep_checkpoints, checkpoint_every, log_every, max_bad_steps must be >= 1")
-        if self.data.min_offset < 1:
-            raise ConfigError("data.min_offset must be >= 1")
+            raise ConfigError(
+                "train.keep_checkpoints, checkpoint_every, log_every, max_bad_steps must be >= 1"
+            )
+        if self.data.min_offset < 0 or self.data.repeats < 1 or self.data.num_workers < 0:
+            raise ConfigError("data.min_offset and data.num_workers must be >= 0, data.repeats >= 1")
 
 
 def load_experiment(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -107,6 +115,7 @@ def load_experiment(path: str | Path | None, overrides: list[str] | tuple[str, .
     data: dict[str, Any] = read_mapping(path) if path is not None else {}
     where = str(path) if path is not None else "config"
     _deep_update(data, parse_overrides(overrides))
+    data = _exponent_floats(data)
     model_data = data.pop("model", {}) or {}
     if not isinstance(model_data, dict):
         raise ConfigError(f"{where}: model must be a mapping")
@@ -117,13 +126,29 @@ def load_experiment(path: str | Path | None, overrides: list[str] | tuple[str, .
     model = merge(PRESETS[preset](), model_data, f"{where}.model")
     unknown = sorted(set(data) - {"data", "loss", "train"})
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; allowed: model, data, loss, train")
+        raise ConfigError(
+            f"{where}: unknown section(s) {', '.join(unknown)}; allowed: model, data, loss, train"
+        )
     return from_dict(ExperimentConfig, {"model": model, **data}, where)
 
 
 def with_overrides(config: ExperimentConfig, overrides: list[str] | tuple[str, ...]) -> ExperimentConfig:
     """``config`` updated by ``key=value`` strings (used for the CLI shortcuts such as ``--temporal``)."""
-    return merge(config, parse_overrides(overrides), "override") if overrides else config
+    return merge(config, _exponent_floats(parse_overrides(overrides)), "override") if overrides else config
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _exponent_floats(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; treat such strings as the numbers people mean."""
+    if isinstance(value, dict):
+        return {k: _exponent_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exponent_floats(v) for v in value]
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
+        return float(value)
+    return value
 
 
 def experiment_to_dict(config: ExperimentConfig) -> dict[str, Any]:
@@ -141,7 +166,7 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
 
 
 def replace(config: ExperimentConfig, **sections: dict[str, Any]) -> ExperimentConfig:
-    """Replace fields of sections, e.g. ``replace(cfg, train={"max_steps": 4})`` (validated like overrides)."""
+    """Replace fields of sections, e.g. ``replace(cfg, train={"max_steps": 4})``, validated like overrides."""
     return merge(config, sections, "replace")
 
 

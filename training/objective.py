@@ -29,7 +29,13 @@ from internet.discriminator import DiscriminatorOutput
 from internet.geometry import Anchors, ThinPlateSpline, flow_pixels_to_grid, invert_2x2, warp
 from internet.model import INTERNetOutput
 from training.config import LossConfig
-from training.vgg import PERCEPTUAL_LAYERS, PERCEPTUAL_WEIGHTS, STYLE_LAYERS, VGG19Features, read_vgg19_weights
+from training.vgg import (
+    PERCEPTUAL_LAYERS,
+    PERCEPTUAL_WEIGHTS,
+    STYLE_LAYERS,
+    VGG19Features,
+    read_vgg19_weights,
+)
 
 # --------------------------------------------------------------------------- adversarial (L_adv, L_fm)
 
@@ -50,11 +56,13 @@ def lsgan_discriminator_loss(
 
 def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """L_fm (pix2pixHD): mean over scales and layers of |D_l(I) - D_l(O)|_1, real features detached."""
-    terms = [(f.float() - r.detach().float()).abs().mean() for rs, fs in zip(real, fake) for r, f in zip(rs, fs)]
+    terms = [
+        (f.float() - r.detach().float()).abs().mean() for rs, fs in zip(real, fake) for r, f in zip(rs, fs)
+    ]
     return torch.stack(terms).mean()
 
 
-# --------------------------------------------------------------------------- perceptual and style (L_vgg, L_sty)
+# --------------------------------------------------------------------------- perceptual, style (L_vgg, L_sty)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -69,11 +77,15 @@ def style_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tens
 
     The 1/(CHW) factor of Eq 8 is the normalisation of the Gram matrix (Eq 9); it is applied once.
     """
-    terms = [((gram_matrix(r.detach()) - gram_matrix(f)) ** 2).sum(dim=(1, 2)).mean() for r, f in zip(real, fake)]
+    terms = [
+        ((gram_matrix(r.detach()) - gram_matrix(f)) ** 2).sum(dim=(1, 2)).mean() for r, f in zip(real, fake)
+    ]
     return torch.stack(terms).sum()
 
 
-def perceptual_loss(real: list[torch.Tensor], fake: list[torch.Tensor], weights: tuple[float, ...]) -> torch.Tensor:
+def perceptual_loss(
+    real: list[torch.Tensor], fake: list[torch.Tensor], weights: tuple[float, ...]
+) -> torch.Tensor:
     """L_vgg (pix2pixHD VGGLoss): sum_l w_l |phi_l(I) - phi_l(O)|_1 with the real features detached."""
     terms = [w * (f.float() - r.detach().float()).abs().mean() for w, r, f in zip(weights, real, fake)]
     return torch.stack(terms).sum()
@@ -95,7 +107,9 @@ class PerceptualLoss(nn.Module):
     def __init__(self, vgg: VGG19Features) -> None:
         super().__init__()
         if vgg.layers != PERCEPTUAL_LAYERS + STYLE_LAYERS:
-            raise ValueError("PerceptualLoss needs a VGG19Features built with PERCEPTUAL_LAYERS + STYLE_LAYERS")
+            raise ValueError(
+                "PerceptualLoss needs a VGG19Features built with PERCEPTUAL_LAYERS + STYLE_LAYERS"
+            )
         self.vgg = vgg
 
     @classmethod
@@ -204,7 +218,9 @@ def temporal_loss(
     mask = valid.float()
     if confidence is not None:
         if confidence.shape[-2:] != current.shape[-2:]:
-            raise ValueError(f"confidence map {tuple(confidence.shape)} does not match frames {tuple(current.shape)}")
+            raise ValueError(
+                f"confidence map {tuple(confidence.shape)} does not match frames {tuple(current.shape)}"
+            )
         mask = mask * confidence.float()
     return (diff * mask).mean()
 
@@ -279,14 +295,18 @@ class Objective:
     @classmethod
     def build(cls, config: LossConfig, device: torch.device) -> Objective:
         """VGG-19 from ``config.vgg_weights`` when given, else the weight-free substitute."""
-        appearance = PerceptualLoss.from_file(config.vgg_weights) if config.vgg_weights else PixelPerceptualLoss()
+        appearance = (
+            PerceptualLoss.from_file(config.vgg_weights) if config.vgg_weights else PixelPerceptualLoss()
+        )
         return cls(config, appearance.to(device))
 
     def describe(self) -> list[str]:
         """Lines for the run log: which perceptual loss and temporal scheme are in use."""
         c = self.config
         if self.appearance.uses_vgg:
-            lines = [f"perceptual loss: VGG-19 from {c.vgg_weights} (L_vgg x {c.perceptual}, L_sty x {c.style})"]
+            lines = [
+                f"perceptual loss: VGG-19 from {c.vgg_weights} (L_vgg x {c.perceptual}, L_sty x {c.style})"
+            ]
         else:
             lines = [
                 "perceptual loss: NO VGG-19 weights given (--vgg-weights), using the weight-free substitute "
@@ -300,7 +320,9 @@ class Objective:
         )
         return lines
 
-    def random_transform(self, batch: int, generator: torch.Generator, device: torch.device) -> ThinPlateSpline:
+    def random_transform(
+        self, batch: int, generator: torch.Generator, device: torch.device
+    ) -> ThinPlateSpline:
         c = self.config
         return ThinPlateSpline(
             batch,
@@ -382,5 +404,7 @@ class Objective:
         """LSGAN discriminator loss on real frames and detached generated frames (one pass, concatenated)."""
         n = real.shape[0]
         out: DiscriminatorOutput = discriminator(torch.cat([real, fake.detach()], dim=0))
-        real_loss, fake_loss = lsgan_discriminator_loss([x[:n] for x in out.logits], [x[n:] for x in out.logits])
+        real_loss, fake_loss = lsgan_discriminator_loss(
+            [x[:n] for x in out.logits], [x[n:] for x in out.logits]
+        )
         return DiscriminatorLosses(total=0.5 * (real_loss + fake_loss), real=real_loss, fake=fake_loss)

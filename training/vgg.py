@@ -46,7 +46,9 @@ def read_vgg19_weights(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-            raise CheckpointError(f"cannot read VGG-19 weights {path} with weights_only=True ({exc})") from None
+            raise CheckpointError(
+                f"cannot read VGG-19 weights {path} with weights_only=True ({exc})"
+            ) from None
         if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
             raw = raw["state_dict"]
         if not isinstance(raw, dict):
@@ -85,7 +87,9 @@ class VGG19Features(nn.Module):
             raise ValueError(f"unknown VGG-19 layers {unknown}; known: {LAYER_NAMES}")
         self.layers = tuple(layers)
         self.depth = max(LAYER_NAMES.index(n) for n in layers) + 1
-        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, padding=1) for cin, cout in CONV_CHANNELS[: self.depth])
+        self.convs = nn.ModuleList(
+            nn.Conv2d(cin, cout, 3, padding=1) for cin, cout in CONV_CHANNELS[: self.depth]
+        )
         with torch.no_grad():
             for conv, i in zip(self.convs, CONV_INDICES):
                 conv.weight.copy_(weights[f"features.{i}.weight"].float())
