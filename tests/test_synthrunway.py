@@ -173,14 +173,17 @@ def test_committed_examples_decode() -> None:
     assert total < 3 * 2**20
     for video in videos:
         capture = cv2.VideoCapture(str(video))
-        count = 0
+        count, shape = 0, None
         while True:
             ok, frame = capture.read()
             if not ok:
                 break
             assert frame.shape[0] == frame.shape[1] >= 128
-            count += 1
+            count, shape = count + 1, frame.shape
         capture.release()
         assert count >= 30, video
+    for photo in EXAMPLES.glob("source_*.png"):
+        image = cv2.imread(str(photo))
+        assert image is not None and image.shape == (512, 512, 3), photo
         first = cv2.imread(str(video.with_suffix(".png")))
-        assert first is not None and first.shape == frame.shape, video
+        assert first is not None and first.shape == shape, video
