@@ -74,6 +74,11 @@ def test_files_shapes_and_meta(clips: list[Path]) -> None:
     inside = (xy >= 0).all(axis=1) & (xy < SIZE).all(axis=1)
     assert inside.all()
     assert near_person[xy[:, 1], xy[:, 0]].mean() >= 0.9
+    # Clips start facing the camera, so the person's left side is on the image's right (as in MediaPipe).
+    j = {name: joints[0, i] for i, name in enumerate(JOINT_NAMES)}
+    for part in ("shoulder", "hip"):
+        assert j[f"left_{part}"][0] > j[f"right_{part}"][0]
+    assert j["nose"][1] < j["left_shoulder"][1] < j["left_hip"][1] < j["left_knee"][1] < j["left_ankle"][1]
 
 
 def test_same_arguments_give_identical_bytes(clips: list[Path], tmp_path: Path) -> None:
