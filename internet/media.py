@@ -1,0 +1,500 @@
+"""Media I/O: robust image loading, ffprobe-free video probing, streaming decode and H.264 encode.
+
+Video goes through the ``ffmpeg`` binary shipped by ``imageio-ffmpeg`` (raw RGB frames over pipes), so
+decoding and encoding run in their own processes and cost the Python side almost nothing. Memory stays flat
+in video length: frames are streamed through small bounded queues, never collected. Every ffmpeg failure
+becomes an :class:`~internet.errors.InputError` with one clear line.
+
+Outputs are written to a temporary name in the destination folder and renamed at the end, so a render that
+is killed half-way never leaves a broken file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from internet.errors import InputError
+
+MAX_IMAGE_SIDE = 4096  # larger photos are downscaled on load
+MAX_DECODED_PIXELS = 150_000_000  # refuse to fully decode images beyond this (≈ 12 000 × 12 500)
+_QUEUE_FRAMES = 4  # frames buffered between the ffmpeg pipes and the renderer
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary shipped by imageio-ffmpeg (no system ffmpeg needed)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Images
+
+
+def load_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """Read a photo as (H, W, 3) uint8 RGB, whatever its mode, bit depth or EXIF orientation.
+
+    RGBA/LA/P with transparency are composited on white; grayscale, 16-bit, float and CMYK are converted;
+    EXIF rotation is applied; photos larger than ``max_side`` are downscaled (JPEGs are decoded at a reduced
+    scale directly, so a 20 000 px JPEG costs little memory). Anything unreadable raises InputError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Image not found: {path}")
+    try:
+        rgb = _load_with_pillow(path, max_side)
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, SyntaxError) as pillow_error:  # OpenCV knows a few more formats
+        rgb = _load_with_opencv(path)
+        if rgb is None:
+            raise InputError(f"{path.name} is not a readable image ({_short(pillow_error)})") from None
+    return _limit_side(rgb, max_side)
+
+
+def _load_with_pillow(path: Path, max_side: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with _pillow_pixel_limit(None), Image.open(path) as img:
+        if img.format == "JPEG" and max(img.size) > max_side:
+            img.draft("RGB", (max_side, max_side))  # DCT-domain downscale: cheap for huge JPEGs
+        if img.size[0] * img.size[1] > MAX_DECODED_PIXELS:
+            w, h = img.size
+            raise InputError(
+                f"{path.name} is {w}×{h} px, above the {MAX_DECODED_PIXELS // 1_000_000} MP limit; downscale it first"
+            )
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _pil_to_rgb(img)
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
+    """Replace Pillow's decompression-bomb limit for a block; this module checks pixels itself."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _pil_to_rgb(img) -> np.ndarray:
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(img).astype(np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def _load_with_opencv(path: Path) -> np.ndarray | None:
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles non-ASCII paths, cv2.imread does not
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if image is None:
+        return None
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image.astype(np.float64) * (255.0 if image.max() <= 1.0 else 1.0), 0, 255)
+        image = image.astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        image = (image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+
+
+def _limit_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if min(h, w) < 2:
+        raise InputError(f"The image is only {w}×{h} px")
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return np.ascontiguousarray(rgb)
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an RGB uint8 image (PNG/JPEG by extension) through a temporary name."""
+    from PIL import Image
+
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format=_pil_format(path))
+    return path
+
+
+def _pil_format(path: Path) -> str:
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Atomic outputs
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden temporary name next to ``path`` (same folder, so the final rename is atomic)."""
+    return path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path; rename it to ``path`` if the block succeeds, delete it otherwise."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"Output folder does not exist: {path.parent}")
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Video probing
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``ffmpeg -i`` says about a video. ``width``/``height`` are as displayed (rotation applied)."""
+
+    path: Path
+    width: int
+    height: int
+    fps: float  # average frame rate
+    duration: float | None  # seconds, None when the container does not say
+    frame_count: int  # estimate from the container; decoding gives the exact number
+    rotation: int  # display rotation in degrees (phone videos), already applied by the decoder
+    codec: str
+    has_audio: bool
+    variable_frame_rate: bool  # average fps differs from the stream's base rate (tbr)
+
+
+_STREAM_VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?,\s(?P<w>\d{1,5})x(?P<h>\d{1,5})\b")
+_FPS = re.compile(r"([\d.]+)\s+fps")
+_TBR = re.compile(r"([\d.]+)(k?)\s+tbr")
+_DURATION = re.compile(r"Duration:\s+(\d+):(\d+):([\d.]+)")
+_ROTATION = re.compile(r"rotation of\s+(-?[\d.]+)\s+degrees|rotate\s+:\s+(-?\d+)")
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Probe a video by parsing ``ffmpeg -i`` (imageio-ffmpeg ships no ffprobe). Raises InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Video not found: {path}")
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    text = proc.stderr
+    video_line = next((line for line in text.splitlines() if ": Video: " in line), None)
+    if video_line is None:
+        if "Invalid data found" in text or "Input #0" not in text:
+            raise InputError(f"{path.name} is not a video (ffmpeg cannot read it)")
+        raise InputError(f"{path.name} has no video stream")
+    match = _STREAM_VIDEO.search(video_line)
+    if match is None:
+        raise InputError(f"{path.name}: cannot read the video size ({video_line.strip()[:120]})")
+    width, height = int(match["w"]), int(match["h"])
+    fps_match, tbr_match = _FPS.search(video_line), _TBR.search(video_line)
+    tbr = float(tbr_match[1]) * (1000 if tbr_match and tbr_match[2] else 1) if tbr_match else None
+    fps = float(fps_match[1]) if fps_match else (tbr or 0.0)
+    if not 0 < fps <= 1000:
+        raise InputError(f"{path.name}: the video has no usable frame rate")
+    duration = None
+    if (d := _DURATION.search(text)) is not None:
+        duration = int(d[1]) * 3600 + int(d[2]) * 60 + float(d[3])
+    rotation = 0
+    if (r := _ROTATION.search(text)) is not None:
+        rotation = round(float(r[1] or r[2])) % 360
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        duration=duration,
+        frame_count=_container_frame_count(path, fps, duration),
+        rotation=rotation,
+        codec=match["codec"],
+        has_audio=any(": Audio: " in line for line in text.splitlines()),
+        variable_frame_rate=tbr is not None and abs(tbr - fps) > 0.01 * fps,
+    )
+
+
+def _container_frame_count(path: Path, fps: float, duration: float | None) -> int:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if count <= 0 and duration:
+        count = round(duration * fps)
+    return max(count, 0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Video decoding
+
+
+class _StderrTail:
+    """Drain a pipe in a thread, keeping its last lines (ffmpeg error messages) without ever blocking it."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.lines = (self.lines + [raw.decode("utf-8", "replace").strip()])[-8:]
+        stream.close()
+
+    def text(self) -> str:
+        self._thread.join(timeout=2)
+        return " ".join(line for line in self.lines if line)
+
+
+class VideoReader:
+    """Stream RGB frames of a video at a constant frame rate, optionally truncated and resized.
+
+    ``fps`` resamples to a constant rate (variable-frame-rate phone videos become regular); ``max_seconds``
+    truncates; ``size`` (w, h) scales in ffmpeg. Rotation metadata is applied by ffmpeg. Frames are read in
+    a background thread into a small queue, so decoding overlaps with whatever consumes them.
+
+    Use as a context manager or iterate directly; ``close()`` stops ffmpeg early.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        fps: float | None = None,
+        max_seconds: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        self.info = info
+        self.fps = fps or info.fps
+        self.size = size or (info.width, info.height)
+        self.frames_read = 0
+        filters = [f"fps={self.fps:.6f}"]
+        if size is not None:
+            filters.append(f"scale={size[0]}:{size[1]}:flags=area")
+        cmd = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(info.path)]
+        if max_seconds is not None:
+            cmd += ["-t", f"{max_seconds:.3f}"]
+        cmd += ["-map", "0:v:0", "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=None)
+        self._stderr = _StderrTail(self._proc.stderr)
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        w, h = self.size
+        nbytes = w * h * 3
+        try:
+            while not self._stop.is_set():
+                data = self._proc.stdout.read(nbytes)
+                if len(data) < nbytes:
+                    break
+                self._put(np.frombuffer(data, np.uint8).reshape(h, w, 3))
+        except (OSError, ValueError):  # pipe closed by close()
+            pass
+        finally:
+            self._put(None)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self._done or self._stop.is_set():
+            raise StopIteration
+        item = self._queue.get()
+        if item is None:
+            self._done = True
+            self._finish()
+            raise StopIteration
+        self.frames_read += 1
+        return item
+
+    def _finish(self) -> None:
+        code = self._proc.wait()
+        if code != 0 and not self._stop.is_set():
+            detail = self._stderr.text() or f"exit code {code}"
+            raise InputError(f"Cannot decode {self.info.path.name}: {detail[:200]}")
+
+    def close(self) -> None:
+        """Stop decoding and reap ffmpeg (safe to call twice)."""
+        self._stop.set()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._thread.join(timeout=2)
+        self._proc.stdout.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Video encoding
+
+
+class VideoWriter:
+    """Encode RGB frames to H.264 MP4 (yuv420p, faststart: plays in browsers), optionally with audio.
+
+    ``audio_from`` is a video whose first audio track is muxed in (AAC), cut to the video's length. Frames
+    are handed to ffmpeg by a writer thread, so encoding overlaps with rendering. The file appears under
+    ``path`` only when :meth:`close` succeeds; :meth:`abort` (or an exception inside ``with``) removes it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        size: tuple[int, int],
+        audio_from: str | os.PathLike | None = None,
+        preset: str = "veryfast",
+        crf: int = 18,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise InputError(f"Output folder does not exist: {self.path.parent}")
+        w, h = size
+        if w % 2 or h % 2:
+            raise ValueError(f"H.264 yuv420p needs even frame sizes, got {w}×{h}")
+        self.size = size
+        self.frames_written = 0
+        self._tmp = temporary_sibling(self.path)
+        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error"]
+        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:.6f}", "-i", "-"]
+        if audio_from is not None:
+            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-shortest"]
+        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        cmd += ["-movflags", "+faststart", "-f", "mp4", str(self._tmp)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._stderr = _StderrTail(self._proc.stderr)
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def _write(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._proc.stdin.write(frame.tobytes())
+                except (BrokenPipeError, OSError) as error:
+                    self._error = error
+
+    def write(self, frame: np.ndarray) -> None:
+        """Queue one (H, W, 3) uint8 RGB frame of the writer's size."""
+        if self._closed:
+            raise RuntimeError("write() after close()")
+        if frame.shape != (self.size[1], self.size[0], 3) or frame.dtype != np.uint8:
+            raise ValueError(f"expected a {self.size[0]}×{self.size[1]} uint8 RGB frame, got {frame.shape}")
+        if self._error is not None:
+            raise InputError(f"Encoding {self.path.name} failed: {self._stderr.text() or self._error}")
+        self._queue.put(np.ascontiguousarray(frame))
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish encoding and move the file to its final name."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        code = self._proc.wait()
+        if code != 0 or self._error is not None or self.frames_written == 0:
+            detail = self._stderr.text() or (str(self._error) if self._error else "no frames were written")
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"Encoding {self.path.name} failed: {detail[:200]}")
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete the partial file (safe to call after close)."""
+        if not self._closed:
+            self._closed = True
+            self._error = self._error or RuntimeError("aborted")
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._proc.wait()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_video_stats(path: str | os.PathLike) -> tuple[VideoInfo, int]:
+    """Probe a video and count its decoded frames (for tests and checks; decodes the whole file)."""
+    info = probe_video(path)
+    with VideoReader(info, size=(16, 16)) as reader:
+        count = sum(1 for _ in reader)
+    return info, count
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:120]
