@@ -203,6 +203,7 @@ def test_lazy_reads_match_sequential_decoding(video_root: Path) -> None:
         np.testing.assert_array_equal(frames[i], sequential[i])
 
 
+@pytest.mark.filterwarnings("ignore:Skipping")
 def test_video_sample_with_flow_cache(video_root: Path, tmp_path: Path) -> None:
     dataset = VideoFolderDataset(video_root, size=48, flow_cache=tmp_path, seed=3)
     index = dataset.names.index("good")
