@@ -1,0 +1,79 @@
+"""Framing: crops cut the right pixels, coordinates map consistently, one crop holds the person in every frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from internet.framing import Box, Crop, centre_crop, frame_source, frame_video, person_box
+
+
+def _dot_image(h: int, w: int, x: int, y: int) -> np.ndarray:
+    image = np.zeros((h, w, 3), np.uint8)
+    image[y - 1 : y + 2, x - 1 : x + 2] = 255
+    return image
+
+
+@pytest.mark.parametrize("crop", [Crop(10, 20, 60), Crop(-30, 5, 120), Crop(50, -40, 90)])
+def test_crop_pixels_and_coordinates_agree(crop):
+    image = _dot_image(100, 140, 60, 30)
+    out = crop.apply(image, 64)
+    assert out.shape == (64, 64, 3)
+    ys, xs = np.nonzero(out[..., 0] > 40)
+    weights = out[ys, xs, 0].astype(float)
+    found = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+    expected = crop.to_crop(np.array([60.0, 30.0]), 64)
+    assert np.abs(found - expected).max() < 0.6
+    assert np.allclose(crop.from_crop(expected, 64), [60, 30], atol=1e-3)
+
+
+def test_crop_outside_replicates_edges():
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :30] = (200, 0, 0)
+    image[:, 30:] = (0, 0, 200)
+    out = Crop(-40, 0, 40).apply(image, 40)  # window entirely left of the image but overlapping rows
+    assert (out[..., 0] == 200).all()
+    out = Crop(-20, -20, 100).apply(image, 100)
+    assert (out[:20, 25] == (200, 0, 0)).all() and (out[:20, 75] == (0, 0, 200)).all()
+
+
+def test_crop_scaled_matches_resized_image():
+    crop = Crop(12, 8, 40)
+    assert crop.scaled(2.0) == Crop(24, 16, 80)
+    assert centre_crop(100, 60) == Crop(20, 0, 60)
+
+
+def test_person_box_from_mask_and_from_joints():
+    mask = np.zeros((50, 40), np.float32)
+    mask[10:45, 12:30] = 1.0
+    assert person_box(np.zeros((13, 2)), np.zeros(13), mask) == Box(12, 10, 30, 45)
+    points = np.array([[20, 10], [15, 18], [25, 18], [20, 30], [18, 40], [22, 40]] + [[0, 0]] * 7, float)
+    visibility = np.array([1] * 6 + [0] * 7, float)
+    box = person_box(points, visibility)
+    assert box.x0 < 15 and box.x1 > 25 and box.y0 < 10 and box.y1 > 40  # grown past the joints
+    assert person_box(points, np.zeros(13)) is None
+
+
+def test_one_crop_holds_a_walking_person_and_ignores_misses():
+    boxes = [Box(10 + i, 30, 40 + i, 130) for i in range(40)] + [None, None]
+    framing = frame_video(boxes, margin=0.1)
+    assert framing is not None and framing.found == 40
+    crop = framing.crop
+    for b in boxes[1:-3]:  # all but the extreme percentiles lie fully inside
+        assert crop.x0 <= b.x0 and b.x1 <= crop.x0 + crop.side
+        assert crop.y0 <= b.y0 and b.y1 <= crop.y0 + crop.side
+    assert crop.side == pytest.approx(100 * 1.2, abs=2)  # height-limited, plus 10% margin each side
+    assert frame_video([None, None]) is None
+
+
+def test_source_is_framed_like_the_driver():
+    driving = frame_video([Box(100, 50, 160, 250)] * 5, margin=0.1)
+    fraction = driving.typical.height / driving.crop.side
+    source_box = Box(300, 400, 400, 800)  # a person twice as tall, elsewhere in a big photo
+    crop = frame_source(source_box, driving)
+    assert source_box.height / crop.side == pytest.approx(fraction, rel=0.02)
+    person_centre = (source_box.centre[1] - crop.y0) / crop.side
+    driver_centre = (driving.typical.centre[1] - driving.crop.y0) / driving.crop.side
+    assert person_centre == pytest.approx(driver_centre, abs=0.01)
+    alone = frame_source(source_box, None, margin=0.1)
+    assert alone.side == pytest.approx(400 * 1.2, abs=2)
