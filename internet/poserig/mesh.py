@@ -18,8 +18,9 @@ _BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 def skin_vertices(vertices: np.ndarray, weights: np.ndarray, affines: np.ndarray) -> np.ndarray:
     """Linear blend skinning: (V, 2) source pixels, (V, B) weights, (B, 2, 3) affines -> (V, 2) output pixels."""
-    blended = np.einsum("vb,bij->vij", weights, affines)
-    return (blended[:, :, :2] @ vertices[:, :, None] + blended[:, :, 2:])[..., 0]
+    m = weights @ affines.reshape(len(affines), 6).astype(weights.dtype)  # (V, 6): blended affine per vertex
+    x, y = vertices[:, 0], vertices[:, 1]
+    return np.stack([m[:, 0] * x + m[:, 1] * y + m[:, 2], m[:, 3] * x + m[:, 4] * y + m[:, 5]], axis=1)
 
 
 def rasterise(xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +87,6 @@ def extend_map(grid_map: np.ndarray, covered: np.ndarray, radius: int = 2) -> np
     return out.astype(np.float32)
 
 
-def output_to_grid(xy: np.ndarray, scale: float) -> np.ndarray:
+def output_to_grid(xy: np.ndarray, scale: int) -> np.ndarray:
     """Full-size pixel coordinates -> low-res grid coordinates (pixel centres at integers)."""
     return (xy + 0.5) / scale - 0.5

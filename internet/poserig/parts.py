@@ -26,15 +26,19 @@ import numpy as np
 from internet.poserig.retarget import BONE, LIMB_SEGMENTS, NECK, PELVIS, SKIN_BONES, extend, torso_length
 from internet.skeleton import JOINT
 
-LAYER_NAMES: tuple[str, ...] = ("left_leg", "right_leg", "torso", "head", "left_arm", "right_arm")
+LAYER_NAMES: tuple[str, ...] = (
+    "left_leg", "right_leg", "torso", "head", "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm",
+)  # fmt: skip
 LAYER_BONES: dict[str, tuple[str, ...]] = {
     "left_leg": ("pelvis", "left_thigh", "left_shin"),
     "right_leg": ("pelvis", "right_thigh", "right_shin"),
     "torso": ("chest", "pelvis", "head", "left_upper_arm", "right_upper_arm",
               "left_thigh", "right_thigh", "left_shin", "right_shin"),
     "head": ("chest", "head"),
-    "left_arm": ("chest", "left_upper_arm", "left_forearm"),
-    "right_arm": ("chest", "right_upper_arm", "right_forearm"),
+    "left_upper_arm": ("chest", "left_upper_arm", "left_forearm"),
+    "left_forearm": ("chest", "left_upper_arm", "left_forearm"),
+    "right_upper_arm": ("chest", "right_upper_arm", "right_forearm"),
+    "right_forearm": ("chest", "right_upper_arm", "right_forearm"),
 }  # fmt: skip
 # Draw order inside a layer where it folds over itself: forearms/shins over upper arms/thighs over torso.
 BONE_DEPTH = np.array([0, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2], np.float32)  # SKIN_BONES order
@@ -51,7 +55,7 @@ class SourceLayer:
     texture: np.ndarray  # (S, S, 4) uint8: RGB (colours extended past the edge) + layer alpha
     alpha_low: np.ndarray  # (h, w) float32 layer alpha on the low-res grid
     reliability_low: np.ndarray  # (h, w) float32: 1 where the texture was seen, less where filled in
-    weights_low: np.ndarray  # (B, h, w) float32 skinning weights on the low-res grid (B = len(SKIN_BONES))
+    weights_low: np.ndarray  # (h, w, B) float32 skinning weights on the low-res grid (B = len(SKIN_BONES))
     vertices: np.ndarray  # (V, 2) float64 source pixels (low-res pixel centres)
     vertex_weights: np.ndarray  # (V, B) float32
     triangles: np.ndarray  # (T, 3) int32 vertex indices
@@ -63,7 +67,8 @@ class SourceLayers:
     """Everything the rig precomputes from the source photo."""
 
     size: int  # S
-    grid: int  # h: the mesh / low-res grid is (h, h); one grid pixel is S / h source pixels
+    scale: int  # k: one mesh-lattice pixel is k x k image pixels
+    grid: int  # h = ceil(S / k): the lattice is (h, h); its pixel j is centred on image pixel (j + 0.5) k - 0.5
     points: np.ndarray  # (13, 2) source joints in pixels
     layers: list[SourceLayer]  # back to front
     background: np.ndarray  # (S, S, 3) uint8, the person removed and filled in
@@ -213,10 +218,10 @@ def _labels(body: _Body, size: int, mask: np.ndarray) -> np.ndarray:
         "torso": d["torso"] / body.radius["torso"],
         "head": d["head"] / body.radius["head"],
     }
+    r = body.radius
     for side in ("left", "right"):
-        r = body.radius
-        score[f"{side}_arm"] = np.minimum(d[f"{side}_upper_arm"] / r[f"{side}_upper_arm"],
-                                          d[f"{side}_forearm"] / r[f"{side}_forearm"])
+        for part in ("upper_arm", "forearm"):
+            score[f"{side}_{part}"] = d[f"{side}_{part}"] / r[f"{side}_{part}"]
         score[f"{side}_leg"] = np.minimum(d[f"{side}_thigh"] / r[f"{side}_thigh"], d[f"{side}_shin"] / r[f"{side}_shin"])
     stack = np.stack([score[n] for n in LAYER_NAMES])
     labels = np.argmin(stack, axis=0).astype(np.int8)
@@ -227,7 +232,9 @@ def _labels(body: _Body, size: int, mask: np.ndarray) -> np.ndarray:
     is_leg = (labels == LAYER_NAMES.index("left_leg")) | (labels == LAYER_NAMES.index("right_leg"))
     labels[is_leg & (below_pelvis < body.hem)] = torso  # the garment covers the legs down to its hem
     for side in ("left", "right"):  # an arm lying on the body still belongs to the arm
-        labels[score[f"{side}_arm"] < 1.0] = LAYER_NAMES.index(f"{side}_arm")
+        upper, fore = score[f"{side}_upper_arm"], score[f"{side}_forearm"]
+        labels[np.minimum(upper, fore) < 1.0] = LAYER_NAMES.index(f"{side}_upper_arm")
+        labels[(fore < 1.0) & (fore <= upper)] = LAYER_NAMES.index(f"{side}_forearm")
     labels[~mask] = -1
     return labels
 
@@ -261,8 +268,8 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
     t_len = body.torso
     tau0 = 0.06 * t_len
     w = np.zeros(q.shape[:-1] + (len(SKIN_BONES),))
-    if layer.endswith("_arm") or layer.endswith("_leg"):
-        side, kind = layer.split("_")
+    if layer not in ("torso", "head"):  # an arm (upper arm or forearm layer) or a leg
+        side, kind = layer.split("_")[0], "leg" if layer.endswith("_leg") else "arm"
         first, second, root, body_bone = (
             ("upper_arm", "forearm", "shoulder", "chest") if kind == "arm" else ("thigh", "shin", "hip", "pelvis")
         )
@@ -282,7 +289,7 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
         for name, value in _softmin(dist, tau).items():
             w[..., BONE[name]] = value
         for side in ("left", "right"):
-            near = np.clip(2.0 - np.linalg.norm(q - body.ext[JOINT[f"{side}_shoulder"]], axis=-1) / (0.15 * t_len),
+            near = np.clip(2.0 - np.linalg.norm(q - body.ext[JOINT[f"{side}_shoulder"]], axis=-1) / (0.1 * t_len),
                            0.0, 1.0)
             arm = near * (1 - _joint_share(q, body, f"{side}_shoulder", f"{side}_upper_arm"))
             w *= (1 - arm)[..., None]
@@ -297,7 +304,7 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def _grid_mesh(valid: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _grid_mesh(valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Vertices at the low-res pixel centres where ``valid``, two triangles per fully valid cell."""
     h, w = valid.shape
     index = -np.ones((h, w), np.int64)
@@ -311,16 +318,18 @@ def _grid_mesh(valid: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]
     return vertices, triangles
 
 
-def _downsample(image: np.ndarray, h: int) -> np.ndarray:
-    return cv2.resize(image.astype(np.float32), (h, h), interpolation=cv2.INTER_AREA)
+def _downsample(image: np.ndarray, scale: int, h: int) -> np.ndarray:
+    pad = h * scale - image.shape[0]
+    padded = cv2.copyMakeBorder(image.astype(np.float32), 0, pad, 0, pad, cv2.BORDER_REPLICATE)
+    return cv2.resize(padded, (h, h), interpolation=cv2.INTER_AREA)
 
 
 def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128) -> SourceLayers:
     """Split the source person into skinned layers (see the module docstring). ``mask`` is (S, S) in [0, 1];
     the meshes and low-res maps live on a (grid, grid) lattice of pixel centres."""
     size = source_rgb.shape[0]
-    h = min(grid, size)
-    scale = size / h
+    scale = max(1, size // grid)
+    h = -(-size // scale)
     soft = np.clip(mask.astype(np.float32), 0.0, 1.0)
     person = soft > 0.5
     body = _body(points, person)
@@ -345,6 +354,10 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
     seams = [body.ext[NECK]] + [body.ext[JOINT[f"{side}_shoulder"]] for side in ("left", "right")]
     near_seam = np.min([np.linalg.norm(q - p, axis=-1) for p in seams], axis=0) < 0.25 * t_px
     ext["torso"] |= (closed | (grown & near_seam)) & person
+    for side in ("left", "right"):  # upper arms reach under their forearms at the elbow
+        elbow = body.ext[JOINT[f"{side}_elbow"]]
+        near_elbow = np.linalg.norm(q - elbow, axis=-1) < 2.5 * body.radius[f"{side}_upper_arm"]
+        ext[f"{side}_upper_arm"] |= near_elbow & core[f"{side}_forearm"]
     for side in ("left", "right"):
         leg_zone = body.segments[f"{side}_thigh"]
         near_thigh = segment_distance(q, *leg_zone) < body.radius[f"{side}_thigh"]
@@ -368,8 +381,8 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
         rgb = torso_rgb if name == "torso" else person_rgb
         texture = np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
         reliability = np.where(core[name], 1.0, HIDDEN_RELIABILITY).astype(np.float32)
-        alpha_low = _downsample(alpha, h)
-        rel_low = _downsample(reliability * alpha, h) / np.maximum(alpha_low, 1e-6)
+        alpha_low = _downsample(alpha, scale, h)
+        rel_low = _downsample(reliability * alpha, scale, h) / np.maximum(alpha_low, 1e-6)
         valid = cv2.dilate((alpha_low > 0.01).astype(np.uint8), vertex_valid_margin).astype(bool)
         weights_grid = _skin_weights(grid, body, name)  # (h, w, B)
         vertices, triangles = _grid_mesh(valid, scale)
@@ -380,10 +393,10 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
         depth = 10 * opacity + 3 * (vw @ BONE_DEPTH)[triangles].mean(axis=1)
         layers.append(SourceLayer(
             name=name, texture=texture, alpha_low=alpha_low, reliability_low=np.clip(rel_low, 0, 1),
-            weights_low=np.ascontiguousarray(weights_grid.transpose(2, 0, 1)), vertices=vertices,
+            weights_low=weights_grid, vertices=vertices,
             vertex_weights=vw, triangles=triangles, priority=np.round(depth).astype(np.int16),
         ))  # fmt: skip
     bg_rel = np.where(bg_known, 1.0, HIDDEN_RELIABILITY).astype(np.float32)
-    return SourceLayers(size=size, grid=h, points=np.asarray(points, np.float32), layers=layers,
+    return SourceLayers(size=size, scale=scale, grid=h, points=np.asarray(points, np.float32), layers=layers,
                         background=np.clip(background, 0, 255).round().astype(np.uint8),
-                        background_reliability_low=_downsample(bg_rel, h), labels=labels)
+                        background_reliability_low=_downsample(bg_rel, scale, h), labels=labels)

@@ -18,6 +18,10 @@ def limb_angles(points: np.ndarray) -> np.ndarray:
     return np.arctan2(v[:, 1], v[:, 0])
 
 
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return np.angle(np.exp(1j * angle))
+
+
 def limb_angle_correlation(driver: Sequence[Landmarks | None], output: Sequence[Landmarks | None],
                            min_visibility: float = 0.5) -> float:
     """Pearson correlation between the driver's and the output's per-limb angle changes.
@@ -27,6 +31,8 @@ def limb_angle_correlation(driver: Sequence[Landmarks | None], output: Sequence[
     pose) is wrapped to (-pi, pi]. The changes of all limbs in all other frames where both sequences have a
     pose (and the limb's two joints have visibility >= ``min_visibility`` in both, there and in the
     reference) are pooled, and the Pearson correlation of driver changes vs output changes is returned.
+    Angles are circular, so each output change is taken modulo 2 pi as the value nearest the driver's
+    change (a limb turned by +179 degrees and one turned by -179 degrees agree, not disagree).
     1 means the output's limbs turn exactly like the driver's; a frozen output gives about 0; it is 0 when
     fewer than 3 pairs exist or either side does not move at all.
     """
@@ -45,8 +51,10 @@ def limb_angle_correlation(driver: Sequence[Landmarks | None], output: Sequence[
     xs, ys = [], []
     for i in both[1:]:
         ok = ref_ok & seen(driver[i]) & seen(output[i])
-        xs.append(np.angle(np.exp(1j * (limb_angles(driver[i].points) - d_ref)))[ok])
-        ys.append(np.angle(np.exp(1j * (limb_angles(output[i].points) - o_ref)))[ok])
+        x = _wrap(limb_angles(driver[i].points) - d_ref)
+        y = limb_angles(output[i].points) - o_ref
+        xs.append(x[ok])
+        ys.append((x + _wrap(y - x))[ok])  # the output's change, taken mod 2 pi nearest the driver's
     x, y = np.concatenate(xs), np.concatenate(ys)
     if len(x) < 3 or x.std() < 1e-9 or y.std() < 1e-9:
         return 0.0

@@ -57,8 +57,8 @@ class RigOptions:
     grid: int = 128  # mesh lattice size (capped at S); the FrameMotion maps are (S // 4, S // 4)
     smooth: bool = True  # One-Euro smoothing of the driving landmarks
     fps: float = 25.0  # driving frame rate, for the smoother
-    min_cutoff: float = 1.5  # One-Euro: Hz at rest (lower = smoother)
-    beta: float = 0.3  # One-Euro: cutoff increase per torso-length/s of speed (higher = less lag)
+    min_cutoff: float = 1.0  # One-Euro: Hz at rest (lower = smoother)
+    beta: float = 3.0  # One-Euro: cutoff increase per torso-length/s of speed (higher = less lag)
     min_ratio: float = 0.35  # shortest foreshortened bone, as a fraction of its source length
 
 
@@ -105,8 +105,9 @@ class PoseRig:
         self.source = build_layers(source_rgb, source_landmarks.points, mask, self.options.grid)
         self.reference: Landmarks | None = None
         self.smoother: LandmarkSmoother | None = None
-        h = self.source.grid
-        centres = (np.arange(h) + 0.5) * (self.size / h) - 0.5
+        h, k = self.source.grid, self.source.scale
+        centres = (np.arange(h) + 0.5) * k - 0.5
+        self._low_maps = [np.dstack([layer.alpha_low, layer.reliability_low]) for layer in self.source.layers]
         self._identity = np.stack(np.meshgrid(centres, centres), axis=-1).astype(np.float32)
 
     # -- driving side --------------------------------------------------------------------------------
@@ -139,58 +140,65 @@ class PoseRig:
     def render_pose(self, pose: np.ndarray, background: Background = "keep") -> tuple[np.ndarray, FrameMotion]:
         """Draw the source with its joints moved to ``pose`` ((13, 2) pixels in the output)."""
         src: SourceLayers = self.source
-        s, h = self.size, src.grid
-        scale = s / h
+        s, k, h = self.size, src.scale, src.grid
         affines = bone_affines(src.points, pose)
         if background == "keep":
-            out = src.background.copy()
+            out = src.background.astype(np.float32)
         else:
-            out = np.empty((s, s, 3), np.uint8)
+            out = np.empty((s, s, 3), np.float32)
             out[:] = BACKGROUND_COLOURS[background]
-        k = len(ANCHOR_NAMES)
         confidence = src.background_reliability_low.copy()
-        weights = np.zeros((k + 1, h, h), np.float32)
-        weights[0] = 1.0
+        bone_weights = np.zeros((h, h, len(SKIN_BONES) + 1), np.float32)  # channel 0: background
+        bone_weights[..., 0] = 1.0
         flow = self._identity.copy()
-        for layer in src.layers:
-            moved = skin_vertices(layer.vertices, layer.vertex_weights, affines)
-            xy = output_to_grid(moved, scale)[layer.triangles]
-            grid_map, covered = rasterise(xy, layer.vertices[layer.triangles], layer.priority, h, h)
+        for layer, low in zip(src.layers, self._low_maps):
+            moved = output_to_grid(skin_vertices(layer.vertices, layer.vertex_weights, affines), k)
+            # Work only inside the layer's bounding box on the lattice (a 3-cell margin for the extension).
+            gx0, gy0 = np.maximum(np.floor(moved.min(axis=0)).astype(int) - 3, 0)
+            gx1, gy1 = np.minimum(np.ceil(moved.max(axis=0)).astype(int) + 4, h)
+            if gx1 <= gx0 or gy1 <= gy0:
+                continue
+            xy = (moved - [gx0, gy0])[layer.triangles]
+            grid_map, covered = rasterise(xy, layer.vertices[layer.triangles], layer.priority, gy1 - gy0, gx1 - gx0)
             if not covered.any():
                 continue
             grid_map = extend_map(grid_map, covered)
-            full_map = cv2.resize(grid_map, (s, s), interpolation=cv2.INTER_LINEAR)
-            rgba = cv2.remap(layer.texture, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            alpha = rgba[..., 3].astype(np.float32) * (1.0 / 255.0)
-            out = cv2.blendLinear(rgba[..., :3], out, alpha, 1.0 - alpha)
 
-            # Low-res quantities: sample the layer's source-space maps where each output cell comes from.
-            at = output_to_grid(grid_map, scale)
-            sampled = cv2.remap(np.dstack([layer.alpha_low, layer.reliability_low]), at, None, cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT)
-            a_low = sampled[..., 0] * covered
-            bone_w = cv2.remap(np.ascontiguousarray(layer.weights_low.transpose(1, 2, 0)), at, None,
-                               cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-            layer_conf = sampled[..., 1] * conf.stretch_factor(np.where(covered[..., None], grid_map, 0), scale)
-            confidence = conf.composite(confidence, layer_conf, a_low)
-            anchor_w = np.einsum("kb,hwb->khw", _BONE_TO_ANCHOR, bone_w)
-            anchor_w /= np.maximum(anchor_w.sum(axis=0, keepdims=True), 1e-6)
-            weights[0] *= 1.0 - a_low
-            weights[1:] = weights[1:] * (1.0 - a_low) + anchor_w * a_low
-            flow = flow * (1.0 - a_low[..., None]) + np.where(covered[..., None], grid_map, flow) * a_low[..., None]
-        return out, self._motion(pose, affines, weights, flow, confidence)
+            # Full size: one resize of the backward map, one remap of the layer, "over" compositing.
+            x0, y0, x1, y1 = gx0 * k, gy0 * k, min(gx1 * k, s), min(gy1 * k, s)
+            full_map = cv2.resize(grid_map, ((gx1 - gx0) * k, (gy1 - gy0) * k), interpolation=cv2.INTER_LINEAR)
+            full_map = full_map[: y1 - y0, : x1 - x0]
+            rgba = cv2.remap(layer.texture, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            alpha = rgba[..., 3:].astype(np.float32) * (1.0 / 255.0)
+            box = out[y0:y1, x0:x1]
+            box += (rgba[..., :3].astype(np.float32) - box) * alpha
+
+            # Lattice quantities: sample the layer's source-space maps where each output cell comes from.
+            at = output_to_grid(grid_map, k)
+            sampled = cv2.remap(low, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            a_low = (sampled[..., 0] * covered)[..., None]
+            layer_w = cv2.remap(layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+            stretch = conf.stretch_factor(np.where(covered[..., None], grid_map, 0), k)
+            sub = np.s_[gy0:gy1, gx0:gx1]
+            confidence[sub] = conf.composite(confidence[sub], sampled[..., 1] * stretch, a_low[..., 0])
+            bone_weights[sub] *= 1.0 - a_low
+            bone_weights[sub][..., 1:] += layer_w * a_low
+            flow[sub] += (np.where(covered[..., None], grid_map, flow[sub]) - flow[sub]) * a_low
+        output = np.clip(out, 0, 255).round().astype(np.uint8)
+        weights = np.concatenate([bone_weights[..., :1], bone_weights[..., 1:] @ _BONE_TO_ANCHOR.T], axis=-1)
+        return output, self._motion(pose, affines, weights, flow, confidence)
 
     def _motion(self, pose: np.ndarray, affines: np.ndarray, weights: np.ndarray, flow: np.ndarray,
                 confidence: np.ndarray) -> FrameMotion:
         norm = 2.0 / (self.size - 1)
         side = max(1, self.size // 4)
-        if weights.shape[-1] != side:  # the mesh lattice -> the (S//4, S//4) motion grid
+        if weights.shape[0] != side:  # the mesh lattice -> the (S//4, S//4) motion grid
 
             def shrink(x: np.ndarray) -> np.ndarray:
                 return cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA)
 
-            weights = shrink(weights.transpose(1, 2, 0)).transpose(2, 0, 1)
-            flow, confidence = shrink(flow), shrink(confidence)
+            weights, flow, confidence = shrink(weights), shrink(flow), shrink(confidence)
+        weights = weights.transpose(2, 0, 1)
         pos_s, frames_s = _anchors(self.source.points)
         pos_d, _ = _anchors(pose)
         lin = affines[:, :, :2]
