@@ -1,8 +1,10 @@
 """Limb-angle correlation of the pose rig on the shared real photo + dance clip (issue 7's quality figure).
 
-Renders the shared photo driven by the first seconds of the shared clip at 256 px, re-detects the pose on
-the output with MediaPipe, and prints the limb-angle correlation with the driver for: the driving clip
-itself (resized), a frozen photo, and the rig. Writes a contact sheet to look at the part seams.
+Renders the shared photo driven by the first seconds of the shared clip (centre-square crops around the
+person, resized), re-detects the pose on the output with MediaPipe and prints the limb-angle correlation
+with the driver for: the driving clip itself (resized), a frozen photo, and the rig. Also times the rig's
+rendering at other sizes and writes contact sheets (driving over output, and a zoom) to look at the seams.
+The media's terms forbid redistribution: the sheets go to /tmp, never into the repository.
 
     python tools/poserig_eval.py [--media ../shared/media] [--seconds 4] [--size 256] [--out /tmp/poserig]
 """
@@ -10,57 +12,40 @@ itself (resized), a frozen photo, and the rig. Writes a contact sheet to look at
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from internet.poserig import Landmarks, MediaPipeProvider, PoseRig, RigOptions, limb_angle_correlation
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from internet.poserig import MediaPipeProvider, PoseRig, RigOptions  # noqa: E402
+from internet.poserig.evaluate import evaluate_rig, read_frames, square_crop  # noqa: E402
 
 PHOTO = "photo_ubc_frame_silver_dress.jpg"
 CLIP = "drive_dance_indoor_yellow_top.mp4"
 
 
-def square(image: np.ndarray, centre_x: float | None = None) -> np.ndarray:
-    """The largest square around a centre column (default the middle), padding with edge pixels."""
-    h, w = image.shape[:2]
-    side = max(h, w)
-    cx = w / 2 if centre_x is None else centre_x
-    left = int(round(cx - side / 2))
-    top = (h - side) // 2
-    pad = [max(0, -top), max(0, top + side - h), max(0, -left), max(0, left + side - w)]
-    padded = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REPLICATE)
-    return padded[top + pad[0]:top + pad[0] + side, left + pad[2]:left + pad[2] + side]
-
-
-def read_clip(path: Path, seconds: float) -> tuple[list[np.ndarray], float]:
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = []
-    while len(frames) < int(round(seconds * fps)):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames, fps
-
-
-def detect_all(frames: list[np.ndarray]) -> list[Landmarks | None]:
+def time_render(photo: np.ndarray, driving: list[np.ndarray], size: int, fps: float) -> tuple[float, float]:
+    """(source setup ms, render ms/frame) of the rig at ``size`` px, driven by MediaPipe landmarks."""
+    frames = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in driving]
+    with MediaPipeProvider(static_image_mode=True) as provider:
+        source = cv2.resize(square_crop(photo), (size, size), interpolation=cv2.INTER_AREA)
+        source_marks = provider.detect(source)
     with MediaPipeProvider(static_image_mode=False) as provider:
-        return [provider.detect(f) for f in frames]
+        marks = [provider.detect(f) for f in frames]
+    t0 = time.perf_counter()
+    rig = PoseRig(source, source_marks, RigOptions(fps=fps))
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for m in marks:
+        rig.render(m, "keep")
+    return 1000 * setup, 1000 * (time.perf_counter() - t0) / len(marks)
 
 
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def scaled(lm: Landmarks | None, factor: float) -> Landmarks | None:
-    return None if lm is None else Landmarks(lm.points * factor, lm.visibility, None)
-
-
-def contact_sheet(rows: list[list[np.ndarray]], path: Path) -> None:
+def save_sheet(rows: list[list[np.ndarray]], path: Path) -> None:
     sheet = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
@@ -73,62 +58,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--mode", choices=["absolute", "relative"], default="absolute")
     parser.add_argument("--out", type=Path, default=Path("/tmp/poserig"))
-    parser.add_argument("--timing-size", type=int, nargs="*", default=[256, 512])
+    parser.add_argument("--timing-sizes", type=int, nargs="*", default=[512])
     args = parser.parse_args()
-    size = args.size
 
     photo = cv2.cvtColor(cv2.imread(str(args.media / PHOTO)), cv2.COLOR_BGR2RGB)
-    clip, fps = read_clip(args.media / CLIP, args.seconds)
-    with MediaPipeProvider(static_image_mode=True) as provider:
-        first = provider.detect(clip[0])
-    centre_x = None if first is None else float(first.points[[7, 8], 0].mean())
-    driving = [resize(square(f, centre_x), size) for f in clip]
-    source_big = square(photo)
+    clip, fps = read_frames(str(args.media / CLIP), args.seconds)
+    result = evaluate_rig(photo, clip, args.size, fps, RigOptions(mode=args.mode, fps=fps))
+    print(f"limb-angle correlation with the driver ({len(clip)} frames, {args.size}px, mode {args.mode}):")
+    print(f"  driver (resized)  {result.driver:+.3f}")
+    print(f"  frozen photo      {result.frozen:+.3f}")
+    print(f"  pose rig          {result.rig:+.3f}")
+    print(f"render: {args.size}px {result.render_ms:.1f} ms/frame")
+    for size in args.timing_sizes:
+        setup, per_frame = time_render(photo, result.driving, size, fps)
+        print(f"render: {size}px {per_frame:.1f} ms/frame (source setup {setup:.0f} ms)")
 
-    driver_marks = detect_all(clip)  # the metric's reference: the driver in the original frames (angles only)
-    rig_input = detect_all(driving)  # what the rig sees (as the pipeline would)
-
-    def rig_frames(s: int) -> tuple[list[np.ndarray], float]:
-        src = resize(source_big, s)
-        with MediaPipeProvider(static_image_mode=True) as provider:
-            src_lm = provider.detect(src)
-        if src_lm is None:
-            raise SystemExit("no person found in the photo")
-        t0 = time.perf_counter()
-        rig = PoseRig(src, src_lm, RigOptions(mode=args.mode, fps=fps))
-        setup = time.perf_counter() - t0
-        outs, spent = [], 0.0
-        for lm in rig_input:
-            t0 = time.perf_counter()
-            out, _ = rig.render(scaled(lm, s / size), "keep")
-            spent += time.perf_counter() - t0
-            outs.append(out)
-        print(f"  {s}px: source setup {setup * 1000:.0f} ms, render {spent / len(outs) * 1000:.1f} ms/frame")
-        return outs, spent / len(outs)
-
-    print("render timing (this machine, OMP_NUM_THREADS as set):")
-    outputs = None
-    for s in sorted(set(args.timing_size) | {size}):
-        frames, _ = rig_frames(s)
-        if s == size:
-            outputs = frames
-    frozen = [resize(source_big, size)] * len(driving)
-
-    reference = driver_marks
-    scores = {
-        "driver (resized)": limb_angle_correlation(reference, detect_all(driving)),
-        "frozen photo": limb_angle_correlation(reference, detect_all(frozen)),
-        "pose rig": limb_angle_correlation(reference, detect_all(outputs)),
-    }
-    print(f"limb-angle correlation with the driver ({len(driving)} frames, {size}px, mode {args.mode}):")
-    for name, value in scores.items():
-        print(f"  {name:18s} {value:+.3f}")
-
-    picks = np.linspace(0, len(driving) - 1, 8).round().astype(int)
-    contact_sheet([[driving[i] for i in picks], [outputs[i] for i in picks]], args.out / "poserig_sheet.png")
-    zoom = [cv2.resize(outputs[i][size // 8: size // 8 + size // 2, size // 4: 3 * size // 4], (size, size),
+    picks = np.linspace(0, len(clip) - 1, 8).round().astype(int)
+    s = args.size
+    save_sheet([[result.driving[i] for i in picks], [result.outputs[i] for i in picks]], args.out / "poserig_sheet.png")
+    zoom = [cv2.resize(result.outputs[i][s // 8: s // 8 + s // 2, s // 4: 3 * s // 4], (s, s),
                        interpolation=cv2.INTER_NEAREST) for i in picks]
-    contact_sheet([zoom[:4], zoom[4:]], args.out / "poserig_zoom.png")
+    save_sheet([zoom[:4], zoom[4:]], args.out / "poserig_zoom.png")
     print(f"contact sheets: {args.out / 'poserig_sheet.png'}, {args.out / 'poserig_zoom.png'}")
 
 

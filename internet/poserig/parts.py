@@ -149,7 +149,7 @@ def _body(points: np.ndarray, mask: np.ndarray) -> _Body:
         elif name.endswith("shin"):
             pb = pb + 0.15 * (pb - pa)  # the foot
         segs[name] = (pa, pb)
-        radius[name] = 1.3 * half
+        radius[name] = 1.6 * half
     nose = e[JOINT["nose"]]
     head_axis = nose - e[NECK]
     segs["head"] = (e[NECK] + 0.3 * head_axis, nose + 0.6 * head_axis)
@@ -209,8 +209,14 @@ def _group_distances(q: np.ndarray, body: _Body) -> dict[str, np.ndarray]:
     return d
 
 
-def _labels(body: _Body, size: int, mask: np.ndarray) -> np.ndarray:
-    """Core layer index per source pixel (LAYER_NAMES order), -1 outside the person."""
+def _labels(body: _Body, size: int, mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Core layer index per source pixel (LAYER_NAMES order), -1 outside the person.
+
+    Nearest body part by capsule-normalised distance, with three rules: the head only above the neck, a
+    garment's rows belong to the torso, and an arm's capsule wins over the body. On the capsule's outer
+    band an arm pixel whose colour is closer to the nearby torso's than to the arm's core goes back to the
+    torso (a dress edge along the arm must not leave with the arm).
+    """
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     q = np.stack([xs, ys], axis=-1)
     d = _group_distances(q, body)
@@ -231,10 +237,21 @@ def _labels(body: _Body, size: int, mask: np.ndarray) -> np.ndarray:
     labels[(labels == head) & (above_neck < 0.05 * body.torso)] = torso
     is_leg = (labels == LAYER_NAMES.index("left_leg")) | (labels == LAYER_NAMES.index("right_leg"))
     labels[is_leg & (below_pelvis < body.hem)] = torso  # the garment covers the legs down to its hem
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    torso_pixels = (labels == torso) & mask
     for side in ("left", "right"):  # an arm lying on the body still belongs to the arm
         upper, fore = score[f"{side}_upper_arm"], score[f"{side}_forearm"]
-        labels[np.minimum(upper, fore) < 1.0] = LAYER_NAMES.index(f"{side}_upper_arm")
-        labels[(fore < 1.0) & (fore <= upper)] = LAYER_NAMES.index(f"{side}_forearm")
+        arm = np.minimum(upper, fore)
+        inside = (arm < 1.0) & mask
+        core, band = inside & (arm < 0.4), inside & (arm >= 0.4)
+        near_torso = torso_pixels & (arm < 2.0)
+        if core.sum() > 4 and near_torso.sum() > 4:
+            c_arm, c_torso = np.median(lab[core], axis=0), np.median(lab[near_torso], axis=0)
+            closer = np.linalg.norm(lab - c_torso, axis=-1) < np.linalg.norm(lab - c_arm, axis=-1)
+            closer = cv2.medianBlur(closer.astype(np.uint8), 3).astype(bool)
+            inside &= ~(band & closer & (np.linalg.norm(c_arm - c_torso) > 10.0))
+        labels[inside] = LAYER_NAMES.index(f"{side}_upper_arm")
+        labels[inside & (fore <= upper)] = LAYER_NAMES.index(f"{side}_forearm")
     labels[~mask] = -1
     return labels
 
@@ -333,7 +350,7 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
     soft = np.clip(mask.astype(np.float32), 0.0, 1.0)
     person = soft > 0.5
     body = _body(points, person)
-    labels = _labels(body, size, person)
+    labels = _labels(body, size, person, source_rgb)
     core = {name: labels == i for i, name in enumerate(LAYER_NAMES)}
     t_px = body.torso
 
@@ -377,7 +394,11 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
     layers = []
     for name in LAYER_NAMES:
         region = ext[name].astype(np.float32)
-        alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * soft
+        if name == "torso":  # a binary edge: the mask's soft fringe between arm and body must not linger
+            region *= soft > 0.75
+            alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * np.minimum(soft * 2, 1.0)
+        else:
+            alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * soft
         rgb = torso_rgb if name == "torso" else person_rgb
         texture = np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
         reliability = np.where(core[name], 1.0, HIDDEN_RELIABILITY).astype(np.float32)
