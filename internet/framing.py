@@ -114,19 +114,37 @@ class VideoFraming:
     found: int  # frames with a person
 
 
-def frame_video(boxes: Sequence[Box | None], margin: float = 0.1, spread: float = 2.0) -> VideoFraming | None:
+def frame_video(
+    boxes: Sequence[Box | None],
+    margin: float = 0.1,
+    frame_size: tuple[int, int] | None = None,
+    spread: float = 2.0,
+) -> VideoFraming | None:
     """A fixed square crop holding the person in (almost) every frame: the ``spread``/``100-spread``
     percentiles of the box edges (robust to a few bad detections), grown by ``margin`` × side on each side.
-    Returns ``None`` when no frame has a person."""
+
+    With ``frame_size`` (w, h) the margin shrinks (down to 2 %) rather than reach past the frame's short
+    side, and the crop slides to stay inside the frame along each axis it fits in, so less edge is
+    replicated. Returns ``None`` when no frame has a person.
+    """
     found = [b for b in boxes if b is not None]
     if not found:
         return None
     edges = np.array([(b.x0, b.y0, b.x1, b.y1) for b in found], np.float64)
     x0, y0 = np.percentile(edges[:, :2], spread, axis=0)
     x1, y1 = np.percentile(edges[:, 2:], 100 - spread, axis=0)
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    extent = max(x1 - x0, y1 - y0)
+    side = extent * (1 + 2 * margin)
     typical = Box(*np.median(edges, axis=0))
-    return VideoFraming(square_around((x0 + x1) / 2, (y0 + y1) / 2, side), typical, len(found))
+    crop = square_around((x0 + x1) / 2, (y0 + y1) / 2, side)
+    if frame_size is not None:
+        w, h = frame_size
+        side = max(min(side, min(w, h)), extent * 1.04)
+        crop = square_around((x0 + x1) / 2, (y0 + y1) / 2, side)
+        cx0 = min(max(crop.x0, 0), w - crop.side) if crop.side <= w else crop.x0
+        cy0 = min(max(crop.y0, 0), h - crop.side) if crop.side <= h else crop.y0
+        crop = Crop(cx0, cy0, crop.side)
+    return VideoFraming(crop, typical, len(found))
 
 
 def frame_source(box: Box, driving: VideoFraming | None = None, margin: float = 0.1) -> Crop:

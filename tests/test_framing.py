@@ -77,3 +77,15 @@ def test_source_is_framed_like_the_driver():
     assert person_centre == pytest.approx(driver_centre, abs=0.01)
     alone = frame_source(source_box, None, margin=0.1)
     assert alone.side == pytest.approx(400 * 1.2, abs=2)
+
+
+def test_crop_stays_inside_the_frame_where_it_can():
+    tall = [Box(300, 20, 380, 460)] * 3  # a person filling a 480-high landscape frame, near its top
+    framing = frame_video(tall, margin=0.1, frame_size=(640, 480))
+    crop = framing.crop
+    assert crop.side == 480  # the margin shrank rather than spill past the frame...
+    assert crop.y0 == 0 and crop.x0 >= 0 and crop.x0 + crop.side <= 640
+    for b in tall:
+        assert crop.x0 <= b.x0 and b.x1 <= crop.x0 + crop.side and crop.y0 <= b.y0 and b.y1 <= crop.y0 + crop.side
+    small = frame_video([Box(2, 2, 42, 82)], margin=0.1, frame_size=(640, 480)).crop
+    assert small.x0 == 0 and small.y0 == 0  # slid inside instead of replicating edges

@@ -1,0 +1,507 @@
+"""Video in, frames and overlays out: ``Animator.animate(source_image, driving_video, options) -> Result``.
+
+Two passes over the driving video, both streamed (memory is flat in video length):
+
+1. *analyse*: decode at low resolution, find the person in every frame (MediaPipe Pose, tracking mode),
+   keep only the 13 joints and a box per frame; choose one fixed crop for the whole video and, with
+   ``best_frame``, the reference frame whose normalised pose is closest to the source's;
+2. *render*: decode again, crop every frame, run the motion source (INTERNet model or pose rig), and hand
+   the frames to the encoders (result, side-by-side, overlays) and the anchors JSON as they come.
+
+Outputs appear under their final names only when everything succeeded; a cancelled or failed render
+leaves nothing behind (see :class:`~internet.media.VideoWriter`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from internet.errors import InputError
+from internet.export import AnchorsJsonWriter
+from internet.frames import FrameResult
+from internet.framing import Crop, VideoFraming, centre_crop, frame_source, frame_video, person_box
+from internet.media import VideoInfo, VideoReader, VideoWriter, load_image, probe_video
+from internet.motion_sources import Background, ModelSource, MotionSource, PoseRigSource
+from internet.overlays import overlay_panel, side_by_side
+from internet.poserig import Landmarks
+from internet.temporal import WarpErrorMeter
+
+Motion = Literal["pose-rig", "model"]
+ANALYSIS_SIDE = 640  # long side of the frames MediaPipe sees (it works at 256 internally)
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+
+
+class Cancelled(RuntimeError):  # noqa: N818 - reads better at the call site than CancelledError
+    """Raised inside :meth:`Animator.animate` when the cancel event is set; nothing is written."""
+
+
+@dataclass
+class AnimateOptions:
+    """What to render. ``size`` applies to the pose rig; the model renders at its checkpoint's size."""
+
+    motion: Motion = "pose-rig"
+    size: int = 512
+    relative: bool = True  # FOMM-style relative motion (False: absolute)
+    best_frame: bool = False  # reference = the driving frame whose pose is closest to the source's
+    fps: float | None = None  # output frame rate (default: the driving video's)
+    max_seconds: float | None = 60.0  # longer driving videos are truncated, with a warning
+    background: Background = "keep"
+    centre_crop: bool = False  # frame with a centre crop instead of the person's box
+    margin: float = 0.1  # framing margin, fraction of the crop side on each side
+
+    def __post_init__(self) -> None:
+        if self.motion not in ("pose-rig", "model"):
+            raise InputError(f"Unknown motion source {self.motion!r}: use pose-rig or model")
+        if self.size < 32 or self.size % 2:
+            raise InputError(f"The output size must be an even number of pixels ≥ 32, got {self.size}")
+        if self.fps is not None and not 0 < self.fps <= 240:
+            raise InputError(f"--fps must be between 0 and 240, got {self.fps}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InputError("--max-seconds must be positive")
+        if self.background not in ("keep", "white", "green"):
+            raise InputError(f"Unknown background {self.background!r}: use keep, white or green")
+
+
+@dataclass
+class OutputPaths:
+    """Files to write; ``None`` skips that output."""
+
+    video: Path | None = None  # H.264 result with the driving video's audio
+    side_by_side: Path | None = None  # source | driving | result
+    overlays: Path | None = None  # the 2×4 diagnostic panel per frame
+    anchors_json: Path | None = None
+
+
+@dataclass
+class Progress:
+    """Reported to the ``progress`` callback: ``stage`` is "analyse" or "render"."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (decode waits, MediaPipe, motion, rendering, overlays, encoding)."""
+
+    decode: float = 0.0
+    pose: float = 0.0
+    motion: float = 0.0
+    render: float = 0.0
+    overlays: float = 0.0
+    encode: float = 0.0
+    total: float = 0.0
+
+
+@dataclass
+class AnimationResult:
+    """What a render produced."""
+
+    outputs: OutputPaths
+    frame_count: int
+    fps: float
+    size: int
+    has_audio: bool  # the result video carries the driving video's audio
+    source: np.ndarray  # (S, S, 3) the framed source
+    crop: Crop  # the driving video's crop, in its (rotated) pixels
+    reference_index: int  # the driving frame used as the relative-motion reference
+    warp_error: np.ndarray  # (F,) per-frame mean of the temporal diagnostic; NaN for frame 0
+    warnings: list[str] = field(default_factory=list)
+    frames: list[FrameResult] = field(default_factory=list)  # only with keep_frames (previews)
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+@dataclass
+class KnownPose:
+    """Exact landmarks replacing MediaPipe (SynthRunway ground truth in tests and benchmarks).
+
+    ``source`` is in the photo's pixels (its mask, if any, at the photo's size); ``driving[i]`` is frame i
+    of the driving video after resampling to the output fps, in the video's pixels (``None``: nobody).
+    """
+
+    source: Landmarks
+    driving: Sequence[Landmarks | None]
+
+
+@dataclass
+class _DrivingTrack:
+    """Pass-1 result: per-frame joints in the video's pixels, and the framing."""
+
+    count: int
+    points: list[np.ndarray | None]  # (13, 2) per frame, None where nobody was found
+    visibility: list[np.ndarray | None]
+    framing: VideoFraming | None
+    best_index: int
+    best_frame: np.ndarray | None  # the best-frame candidate at analysis resolution
+    scale: float  # analysis pixels -> video pixels
+
+
+def default_checkpoint() -> Path | None:
+    """The committed SynthRunway checkpoint (``assets/checkpoints/*/model.safetensors``), if any."""
+    found = sorted(p.parent for p in CHECKPOINTS.glob("*/model.safetensors") if (p.parent / "config.json").is_file())
+    preferred = [p for p in found if "synthrunway" in p.name]
+    return (preferred or found or [None])[-1]
+
+
+class Animator:
+    """Animate a photo with a driving video through either motion source; reusable across calls."""
+
+    def __init__(self, model=None, device: str = "cpu") -> None:
+        self.model = model
+        self.device = device
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | os.PathLike | None, device: str = "cpu") -> Animator:
+        """``None``: pose rig only. ``"default"``: the committed checkpoint. Otherwise a checkpoint folder."""
+        if checkpoint is None:
+            return cls(None, device)
+        from internet.errors import CheckpointError
+        from internet.model import INTERNet
+
+        path = default_checkpoint() if str(checkpoint) == "default" else Path(checkpoint)
+        if path is None:
+            raise InputError("No model checkpoint is committed yet: pass --checkpoint DIR or use --motion pose-rig")
+        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+            raise InputError(f"{path} is not a checkpoint folder (needs model.safetensors and config.json)")
+        try:
+            model = INTERNet.from_pretrained(path, device=device)
+        except CheckpointError as error:
+            raise InputError(str(error)) from None
+        return cls(model, device)
+
+    # ------------------------------------------------------------------------------------------ public
+    def animate(
+        self,
+        source: str | os.PathLike | np.ndarray,
+        driving: str | os.PathLike,
+        options: AnimateOptions | None = None,
+        outputs: OutputPaths | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        keep_frames: bool = False,
+        known_pose: KnownPose | None = None,
+    ) -> AnimationResult:
+        """Render every driving frame, streaming into ``outputs``; ``keep_frames`` also returns them.
+
+        ``progress`` may raise to stop the render, as may setting ``cancel`` (raises :class:`Cancelled`);
+        either way no output file is left behind."""
+        options = options or AnimateOptions()
+        outputs = outputs or OutputPaths()
+        start = time.perf_counter()
+        times = StageTimes()
+        warnings: list[str] = []
+        report = progress or (lambda p: None)
+
+        def check_cancel() -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Render cancelled")
+
+        info = probe_video(driving)
+        fps = options.fps or info.fps
+        size = self._output_size(options, warnings)
+        if options.max_seconds is not None and info.duration and info.duration > options.max_seconds + 0.5 / fps:
+            warnings.append(
+                f"The driving video lasts {info.duration:.1f} s; only the first {options.max_seconds:g} s are used"
+            )
+        if info.variable_frame_rate:
+            warnings.append(f"Variable frame rate: resampled to a constant {fps:g} fps")
+        if options.motion == "model" and options.background != "keep":
+            warnings.append("--background applies to the pose rig only; the model keeps the source background")
+
+        source_rgb = _as_rgb(source)
+        need_people = options.motion == "pose-rig" or not options.centre_crop or options.best_frame
+        t0 = time.perf_counter()
+        if known_pose is not None:
+            source_marks = _SourceMarks(known_pose.source, 1.0)
+        else:
+            source_marks = _detect_source(source_rgb) if need_people else None
+        times.pose += time.perf_counter() - t0
+        if need_people and source_marks is None:
+            if options.motion == "pose-rig":
+                raise InputError("No person found in the photo: the pose rig needs a person in full view")
+            raise InputError(
+                "No person found in the photo; to use a centre crop with --motion model, add --center-crop"
+            )
+
+        track = self._analyse(info, fps, options, source_marks, need_people, known_pose, times, report, check_cancel)
+        if need_people and track.framing is None:
+            if options.motion == "pose-rig":
+                raise InputError("No person found in the driving video: the pose rig needs a person in view")
+            raise InputError(
+                "No person found in the driving video; to use a centre crop with --motion model, add --center-crop"
+            )
+        if track.framing is not None and track.framing.found < track.count:
+            warnings.append(f"No person found in {track.count - track.framing.found} of {track.count} driving frames")
+        if options.best_frame and track.framing is None:
+            warnings.append("--best-frame needs a person in the video; using the first frame")
+
+        crop = centre_crop(info.width, info.height) if options.centre_crop or track.framing is None else (
+            track.framing.crop)  # fmt: skip
+        framed_source, source_landmarks = _frame_source(source_rgb, source_marks, track.framing, options, size)
+        motion = self._motion_source(framed_source, source_landmarks, options, fps)
+        reference = track.best_index if options.best_frame and track.best_frame is not None else 0
+        if options.best_frame and track.best_frame is not None:
+            analysis_crop = crop.scaled(1.0 / track.scale)
+            motion.set_reference(
+                analysis_crop.apply(track.best_frame, size), _landmarks_at(track, reference, crop, size)
+            )
+
+        result = AnimationResult(
+            outputs=outputs, frame_count=track.count, fps=fps, size=size,
+            has_audio=info.has_audio and outputs.video is not None, source=framed_source, crop=crop,
+            reference_index=reference, warp_error=np.full(track.count, np.nan, np.float32), warnings=warnings,
+            times=times,
+        )  # fmt: skip
+        self._render(info, fps, options, crop, track, motion, result, report, check_cancel, keep_frames)
+        times.total = time.perf_counter() - start
+        return result
+
+    def preview(
+        self,
+        source: str | os.PathLike | np.ndarray,
+        driving: str | os.PathLike,
+        options: AnimateOptions | None = None,
+        seconds: float = 3.0,
+        size: int = 256,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> AnimationResult:
+        """A fast first look: the first ``seconds`` at ``size``² (pose rig), frames kept in memory."""
+        options = options or AnimateOptions()
+        limit = seconds if options.max_seconds is None else min(seconds, options.max_seconds)
+        quick = dataclasses.replace(options, size=size, max_seconds=limit)
+        return self.animate(source, driving, quick, OutputPaths(), progress, cancel, keep_frames=True)
+
+    # ------------------------------------------------------------------------------------------ stages
+    def _output_size(self, options: AnimateOptions, warnings: list[str]) -> int:
+        if options.motion == "pose-rig":
+            return options.size
+        if self.model is None:
+            raise InputError("--motion model needs a checkpoint: pass --checkpoint DIR (none is committed yet)")
+        size = self.model.config.image_size
+        if options.size != size:
+            warnings.append(f"The checkpoint renders at {size}²; --size {options.size} is ignored")
+        return size
+
+    def _motion_source(self, source: np.ndarray, landmarks, options: AnimateOptions, fps: float) -> MotionSource:
+        if options.motion == "model":
+            return ModelSource(self.model, source, options.relative)
+        return PoseRigSource(source, landmarks, options.relative, fps, options.background)
+
+    def _analyse(
+        self, info, fps, options, source_marks, need_people, known_pose, times, report, check_cancel
+    ) -> _DrivingTrack:
+        """Pass 1: count frames, find the person in each, choose the crop and the best reference frame."""
+        from internet.poserig import MediaPipeProvider, pose_distance
+
+        longest = max(info.width, info.height)
+        analysis = (info.width, info.height)
+        if longest > ANALYSIS_SIDE:
+            analysis = (_even(info.width * ANALYSIS_SIDE / longest), _even(info.height * ANALYSIS_SIDE / longest))
+        scale = info.width / analysis[0]  # analysis pixels -> video pixels
+        points: list[np.ndarray | None] = []
+        visibility: list[np.ndarray | None] = []
+        boxes = []
+        best = (math.inf, 0, None)
+        total = _expected_frames(info, fps, options.max_seconds)
+        use_mediapipe = need_people and known_pose is None
+        with contextlib.ExitStack() as stack:
+            provider = stack.enter_context(MediaPipeProvider(static_image_mode=False)) if use_mediapipe else None
+            reader = stack.enter_context(VideoReader(info, fps=fps, max_seconds=options.max_seconds, size=analysis))
+            while True:
+                t0 = time.perf_counter()
+                frame = next(reader, None)
+                times.decode += time.perf_counter() - t0
+                if frame is None:
+                    break
+                check_cancel()
+                t0 = time.perf_counter()
+                marks, box = None, None
+                if provider is not None:
+                    marks = provider.detect(frame)
+                    box = None if marks is None else person_box(marks.points, marks.visibility, marks.mask)
+                    if marks is not None:  # analysis pixels -> video pixels
+                        marks = Landmarks(marks.points * scale, marks.visibility)
+                        box = None if box is None else box.scaled(scale)
+                elif known_pose is not None and len(points) < len(known_pose.driving):
+                    marks = known_pose.driving[len(points)]
+                    box = None if marks is None else person_box(marks.points, marks.visibility, marks.mask)
+                times.pose += time.perf_counter() - t0
+                points.append(None if marks is None else marks.points)
+                visibility.append(None if marks is None else marks.visibility)
+                boxes.append(box)
+                if marks is not None and options.best_frame and source_marks is not None:
+                    distance = pose_distance(source_marks.landmarks, marks)
+                    if distance < best[0]:
+                        best = (distance, len(points) - 1, frame.copy())
+                report(Progress("analyse", len(points), max(total, len(points))))
+        count = len(points)
+        if count == 0:
+            raise InputError(f"{info.path.name} has no frames")
+        if count == 1:
+            raise InputError(f"{info.path.name} has a single frame; a driving video needs at least two")
+        framing = frame_video(boxes, options.margin, (info.width, info.height)) if need_people else None
+        return _DrivingTrack(count, points, visibility, framing, best[1], best[2], scale)
+
+    def _render(self, info, fps, options, crop, track, motion, result, report, check_cancel, keep_frames) -> None:
+        """Pass 2: crop, animate, encode; every output is aborted if anything fails."""
+        size, times, outputs = result.size, result.times, result.outputs
+        factor = min(1.0, 2.0 * size / crop.side)  # decode no larger than twice the crop's output size
+        decode_size = (_even(info.width * factor), _even(info.height * factor))
+        decode_crop = crop.scaled(decode_size[0] / info.width)
+        meter = WarpErrorMeter(resolution=max(32, size // 4))
+        audio = info.path if info.has_audio else None
+        with contextlib.ExitStack() as stack:
+            writers = []
+            video = sbs = panel = anchors = None
+            if outputs.video is not None:
+                video = stack.enter_context(VideoWriter(outputs.video, fps, (size, size), audio_from=audio))
+                writers.append(video)
+            if outputs.side_by_side is not None:
+                sbs = stack.enter_context(VideoWriter(outputs.side_by_side, fps, (3 * size, size), audio_from=audio))
+                writers.append(sbs)
+            if outputs.overlays is not None:
+                tile = max(64, size // 2)
+                panel = stack.enter_context(VideoWriter(outputs.overlays, fps, (4 * tile, 2 * tile)))
+                writers.append(panel)
+            if outputs.anchors_json is not None:
+                meta = {"fps": fps, "size": size, "motion": options.motion, "relative": options.relative,
+                        "reference_index": result.reference_index, "frames": track.count,
+                        "coordinates": "[-1, 1], x then y, align_corners=True"}  # fmt: skip
+                anchors = stack.enter_context(AnchorsJsonWriter(outputs.anchors_json, meta))
+            reader = stack.enter_context(VideoReader(info, fps=fps, max_seconds=options.max_seconds, size=decode_size))
+            index = 0
+            while index < track.count:
+                t0 = time.perf_counter()
+                raw = next(reader, None)
+                times.decode += time.perf_counter() - t0
+                if raw is None:
+                    break
+                check_cancel()
+                t0 = time.perf_counter()
+                driving = decode_crop.apply(raw, size)
+                output, frame_motion = motion.render(driving, _landmarks_at(track, index, crop, size))
+                times.render += time.perf_counter() - t0 - (motion.motion_seconds - times.motion)
+                times.motion = motion.motion_seconds
+                frame = FrameResult(index=index, output=output, driving=driving, motion=frame_motion)
+
+                t0 = time.perf_counter()
+                error = meter.update(driving, output, frame_motion.confidence)
+                result.warp_error[index] = error.mean
+                side = side_by_side(result.source, driving, output) if sbs is not None else None
+                tiles = overlay_panel(frame, result.source, error.map, tile=max(64, size // 2)) if panel else None
+                times.overlays += time.perf_counter() - t0
+
+                t0 = time.perf_counter()
+                if video is not None:
+                    video.write(output)
+                if side is not None:
+                    sbs.write(side)
+                if tiles is not None:
+                    panel.write(tiles)
+                if anchors is not None:
+                    anchors.write(frame, error.mean)
+                times.encode += time.perf_counter() - t0
+                if keep_frames:
+                    result.frames.append(frame)
+                index += 1
+                report(Progress("render", index, track.count))
+            t0 = time.perf_counter()
+            for writer in writers:  # finish encoding inside the stack: a failure here still aborts the rest
+                writer.close()
+            times.encode += time.perf_counter() - t0
+        result.frame_count = index
+        result.warp_error = result.warp_error[:index]
+
+
+def _as_rgb(source: str | os.PathLike | np.ndarray) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise InputError("The source image must be an RGB uint8 array")
+        return source
+    return load_image(source)
+
+
+def _detect_source(rgb: np.ndarray):
+    """MediaPipe on the photo (downscaled to ANALYSIS_SIDE); landmarks and mask at that scale, and the scale."""
+    from internet.poserig import MediaPipeProvider
+
+    h, w = rgb.shape[:2]
+    scale = max(h, w) / ANALYSIS_SIDE if max(h, w) > ANALYSIS_SIDE else 1.0
+    small = rgb if scale == 1.0 else _resize(rgb, (_even(w / scale), _even(h / scale)))
+    scale = w / small.shape[1]
+    with MediaPipeProvider(static_image_mode=True) as provider:
+        marks = provider.detect(small)
+    if marks is None:
+        return None
+    return _SourceMarks(Landmarks(marks.points * scale, marks.visibility, marks.mask), scale)
+
+
+@dataclass
+class _SourceMarks:
+    """Source landmarks in photo pixels; the mask stays at analysis scale (``mask_scale`` photo px per px)."""
+
+    landmarks: Landmarks
+    mask_scale: float
+
+    @property
+    def points(self) -> np.ndarray:
+        return self.landmarks.points
+
+    @property
+    def visibility(self) -> np.ndarray:
+        return self.landmarks.visibility
+
+
+def _frame_source(rgb, marks: _SourceMarks | None, framing: VideoFraming | None, options: AnimateOptions, size: int):
+    """Crop the photo like the driver and move its landmarks (and mask) into the crop."""
+    h, w = rgb.shape[:2]
+    if marks is None or options.centre_crop:
+        crop = centre_crop(w, h)
+    else:
+        mask = marks.landmarks.mask
+        box = person_box(marks.points / marks.mask_scale, marks.visibility, mask)
+        if box is None:
+            raise InputError("The person in the photo is not visible enough to frame")
+        crop = frame_source(box.scaled(marks.mask_scale), framing, options.margin)
+    framed = crop.apply(rgb, size)
+    if marks is None:
+        return framed, None
+    mask = marks.landmarks.mask
+    mask = None if mask is None else crop.scaled(1.0 / marks.mask_scale).apply(mask, size)
+    return framed, Landmarks(crop.to_crop(marks.points, size), marks.visibility, mask)
+
+
+def _landmarks_at(track: _DrivingTrack, index: int, crop: Crop, size: int) -> Landmarks | None:
+    if index >= track.count or track.points[index] is None:
+        return None
+    return Landmarks(crop.to_crop(track.points[index], size), track.visibility[index])
+
+
+def _expected_frames(info: VideoInfo, fps: float, max_seconds: float | None) -> int:
+    duration = info.duration or info.frame_count / max(info.fps, 1e-6)
+    if max_seconds is not None:
+        duration = min(duration, max_seconds)
+    return max(1, round(duration * fps))
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)

@@ -1,0 +1,167 @@
+"""End-to-end pipeline on generated media: SynthRunway clips with exact joints, a tiny random INTERNet,
+cancellation, bad input; plus the real photo and clip from ../shared/media when present."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from internet import INTERNet, load_config
+from internet.errors import InputError
+from internet.media import probe_video, read_video_stats
+from internet.pipeline import AnimateOptions, Animator, Cancelled, KnownPose, OutputPaths, Progress
+from internet.poserig import Landmarks
+from tests.media_factory import SHARED_CLIP, SHARED_PHOTO, make_video, write_frames
+from training.synthrunway import ClipSpec, generate_clip
+
+SIZE, FRAMES, FPS = 96, 12, 10
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A SynthRunway test clip as MP4 (lossless, with audio), its frames, exact joints and masks."""
+    root = tmp_path_factory.mktemp("runway")
+    folder = generate_clip(ClipSpec(seed=10000, index=3, frames=FRAMES, size=SIZE), root)
+    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((folder / "frames").glob("*.png"))]
+    video = write_frames(root / "drive clip é.mp4", frames, fps=FPS, audio_seconds=FRAMES / FPS)
+    joints, masks = np.load(folder / "joints.npy"), np.load(folder / "mask.npy")
+    marks = [Landmarks(joints[t], np.ones(len(joints[t])), masks[t].astype(np.float32)) for t in range(FRAMES)]
+    return {"video": video, "frames": frames, "masks": masks, "pose": KnownPose(marks[0], marks)}
+
+
+def test_pose_rig_with_exact_joints_beats_the_static_source(clip, tmp_path):
+    outputs = OutputPaths(
+        video=tmp_path / "result.mp4", side_by_side=tmp_path / "sbs.mp4",
+        overlays=tmp_path / "overlays.mp4", anchors_json=tmp_path / "anchors.json",
+    )  # fmt: skip
+    options = AnimateOptions(size=SIZE, centre_crop=True, relative=True)  # full frame: output ≡ ground truth frame
+    seen: list[Progress] = []
+    result = Animator.from_pretrained(None).animate(
+        clip["frames"][0], clip["video"], options, outputs, progress=seen.append, keep_frames=True,
+        known_pose=clip["pose"],
+    )  # fmt: skip
+    assert result.frame_count == FRAMES and len(result.frames) == FRAMES
+    assert [p.done for p in seen if p.stage == "render"] == list(range(1, FRAMES + 1))
+
+    # Output files: frame count, fps, size, audio kept.
+    for path, width in [(outputs.video, SIZE), (outputs.side_by_side, 3 * SIZE)]:
+        info, count = read_video_stats(path)
+        assert count == FRAMES and info.fps == pytest.approx(FPS) and (info.width, info.height) == (width, SIZE)
+        assert info.has_audio and info.codec == "h264"
+    info, count = read_video_stats(outputs.overlays)
+    assert count == FRAMES and (info.width, info.height) == (4 * 64, 2 * 64) and not info.has_audio
+    data = json.loads(outputs.anchors_json.read_text())
+    assert len(data["frames"]) == FRAMES and data["meta"]["fps"] == pytest.approx(FPS)
+    assert np.allclose(data["frames"][5]["anchors_driving"], result.frames[5].motion.anchors_driving, atol=1e-4)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+    # Quality: inside the person (union of ground-truth masks), the rig is closer to the truth than the
+    # static source is, on average over the frames where the pose has changed.
+    source = clip["frames"][0].astype(np.float32)
+    rig_l1, static_l1 = [], []
+    for t in range(1, FRAMES):
+        region = cv2.dilate((clip["masks"][t] | clip["masks"][0]).astype(np.uint8), np.ones((5, 5))) > 0
+        truth = clip["frames"][t].astype(np.float32)
+        rig_l1.append(np.abs(result.frames[t].output - truth)[region].mean())
+        static_l1.append(np.abs(source - truth)[region].mean())
+    assert np.mean(rig_l1) < 0.85 * np.mean(static_l1), (np.mean(rig_l1), np.mean(static_l1))
+    assert np.isnan(result.warp_error[0]) and np.isfinite(result.warp_error[1:]).all()
+
+
+def test_cancel_and_failing_callbacks_leave_nothing(clip, tmp_path):
+    outputs = OutputPaths(video=tmp_path / "r.mp4", side_by_side=tmp_path / "s.mp4", anchors_json=tmp_path / "a.json")
+    options = AnimateOptions(size=64, centre_crop=True)
+    cancel = threading.Event()
+
+    def stop_after_three(p: Progress) -> None:
+        if p.stage == "render" and p.done == 3:
+            cancel.set()
+
+    animator = Animator.from_pretrained(None)
+    with pytest.raises(Cancelled):
+        animator.animate(clip["frames"][0], clip["video"], options, outputs, stop_after_three, cancel,
+                         known_pose=clip["pose"])  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+    def explode(p: Progress) -> None:
+        if p.stage == "render" and p.done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        animator.animate(clip["frames"][0], clip["video"], options, outputs, explode, known_pose=clip["pose"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_best_frame_and_truncation(clip):
+    pose = clip["pose"]
+    known = KnownPose(pose.driving[7], pose.driving)  # the "photo" has frame 7's pose
+    animator = Animator.from_pretrained(None)
+    options = AnimateOptions(size=64, centre_crop=True, best_frame=True)
+    result = animator.animate(clip["frames"][7], clip["video"], options, known_pose=known)
+    assert result.reference_index == 7 and result.frame_count == FRAMES and not result.warnings
+    short = AnimateOptions(size=64, centre_crop=True, max_seconds=0.6)
+    result = animator.animate(clip["frames"][7], clip["video"], short, known_pose=known)
+    assert result.frame_count == 6 and any("0.6 s" in w for w in result.warnings)
+    assert result.reference_index == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return INTERNet(load_config("tiny")).save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def test_model_motion_plumbing(tiny_checkpoint, tmp_path):
+    animator = Animator.from_pretrained(tiny_checkpoint)
+    size = animator.model.config.image_size
+    video = make_video(tmp_path / "d.mp4", 96, 64, frames=5, fps=5, audio=True)
+    photo = np.full((80, 60, 3), 200, np.uint8)
+    outputs = OutputPaths(video=tmp_path / "r.mp4", overlays=tmp_path / "o.mp4", anchors_json=tmp_path / "a.json")
+    for relative in (True, False):
+        options = AnimateOptions(motion="model", centre_crop=True, relative=relative, size=256)
+        result = animator.animate(photo, video, options, outputs, keep_frames=True)
+        assert result.size == size and any("ignored" in w for w in result.warnings)
+        info, count = read_video_stats(outputs.video)
+        assert count == 5 and (info.width, info.height) == (size, size) and info.has_audio
+        motion = result.frames[2].motion
+        k = animator.model.config.anchors.num_anchors
+        assert motion.anchors_source.shape == (k, 2) and motion.weights.shape[0] == k + 1
+        assert motion.jacobians_driving.shape == (k, 2, 2) and motion.flow.shape[-1] == 2
+    # without a person and without --center-crop, the message says how to proceed
+    with pytest.raises(InputError, match="center-crop"):
+        animator.animate(photo, video, AnimateOptions(motion="model"))
+
+
+def test_bad_inputs(tmp_path, tiny_checkpoint):
+    animator = Animator.from_pretrained(None)
+    one = make_video(tmp_path / "one.mp4", frames=1)
+    with pytest.raises(InputError, match="single frame"):
+        Animator.from_pretrained(tiny_checkpoint).animate(
+            np.zeros((64, 64, 3), np.uint8), one, AnimateOptions(motion="model", centre_crop=True)
+        )
+    with pytest.raises(InputError, match="No person found in the photo"):
+        animator.animate(np.full((64, 48, 3), 90, np.uint8), make_video(tmp_path / "v.mp4"), AnimateOptions())
+    with pytest.raises(InputError, match="checkpoint"):
+        animator.animate(np.zeros((64, 64, 3), np.uint8), one, AnimateOptions(motion="model"))
+    with pytest.raises(InputError, match="checkpoint folder"):
+        Animator.from_pretrained(tmp_path)
+    with pytest.raises(InputError):
+        AnimateOptions(size=63)
+
+
+@pytest.mark.skipif(not (SHARED_PHOTO.is_file() and SHARED_CLIP.is_file()), reason="../shared/media absent")
+def test_real_photo_and_clip_preview():
+    result = Animator.from_pretrained(None).preview(SHARED_PHOTO, SHARED_CLIP, seconds=1.0, size=128)
+    info = probe_video(SHARED_CLIP)
+    assert result.frame_count == round(info.fps) and len(result.frames) == result.frame_count
+    assert result.frames[0].output.shape == (128, 128, 3)
+    crop = result.crop  # one square crop around the dancer, roughly centred on the portrait frame
+    assert abs(crop.x0 + crop.side / 2 - info.width / 2) < 0.2 * info.width
+    assert 0.5 * info.height < crop.side <= 1.1 * info.height
+    person = result.frames[0].motion.weights[0] < 0.5  # the rig's person layer covers a plausible area
+    assert 0.05 < person.mean() < 0.6
