@@ -329,3 +329,33 @@ def test_generator_step_gives_finite_terms_and_gradients(temporal):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.dense_motion.confidence.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in disc.parameters())
+
+
+def test_loss_terms_under_bf16_autocast_stay_close_to_float32():
+    """The networks may run in bf16, but the loss arithmetic (SSIM, Gram, Jacobians) is kept in float32."""
+    torch.manual_seed(0)
+    model = INTERNet(load_config("tiny"))
+    disc = MultiScaleDiscriminator(model.config.discriminator).requires_grad_(False)
+    objective = Objective.build(LossConfig(temporal="intrinsic"), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    b, s = 2, 64
+    batch = _Batch(
+        torch.rand(b, 3, s, s, generator=g),
+        torch.rand(b, 3, s, s, generator=g),
+        torch.rand(b, 3, s, s, generator=g),
+        torch.zeros(b, s, s, 2),
+        torch.ones(b, 1, s, s),
+    )
+    with torch.no_grad():
+        full = dict(
+            objective.generator_step(
+                model, model.detect, disc, batch, torch.Generator().manual_seed(0)
+            ).losses.scalars()
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            step = objective.generator_step(
+                model, model.detect, disc, batch, torch.Generator().manual_seed(0)
+            )
+    half = dict(step.losses.scalars())
+    for name in ("perceptual", "adversarial", "feature_matching", "total"):
+        assert half[name] == pytest.approx(full[name], rel=0.05), name

@@ -67,8 +67,8 @@ class FixedBatch(torch.utils.data.Dataset):
 
 
 def test_every_shipped_config_parses_and_overrides_are_validated():
-    for path in sorted((ROOT / "training" / "configs").glob("*.yaml")):
-        config = load_experiment(path)
+    for name in ("tiny", "synthrunway-128", "synthrunway-256", "fashion-512"):
+        config = load_experiment(ROOT / "training" / "configs" / f"{name}.yaml")
         assert config.train.batch_size >= 1
     paper = load_experiment(ROOT / "training" / "configs" / "fashion-512.yaml")
     assert (paper.model.image_size, paper.train.batch_size, paper.train.epochs) == (512, 16, 100)
@@ -115,6 +115,18 @@ def test_one_step_per_temporal_scheme_changes_the_weights(clips, tmp_path, tempo
     assert INTERNet.from_pretrained(tmp_path / "final").config == config.model
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert "weight-free substitute" in (tmp_path / "log.txt").read_text()
+
+
+def test_a_vgg_weights_file_switches_on_the_vgg_and_style_losses(clips, tmp_path):
+    from tests.test_objective import _fake_vgg_state  # a file in the torchvision layout (not pretrained)
+
+    torch.save(_fake_vgg_state(), tmp_path / "vgg19.pth")
+    config = replace(
+        tiny(clips, max_steps=1, image_every=0), loss={"vgg_weights": str(tmp_path / "vgg19.pth")}
+    )
+    result = training_loop(config, tmp_path / "run")
+    assert result.history[-1].values["G/style"] > 0
+    assert f"VGG-19 from {tmp_path / 'vgg19.pth'}" in (tmp_path / "run" / "log.txt").read_text()
 
 
 def test_twenty_steps_on_one_batch_lower_the_reconstruction_loss(clips, tmp_path):

@@ -16,6 +16,7 @@ One function per term; the ``Objective`` class only runs the passes the terms ne
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Protocol
@@ -36,6 +37,15 @@ from training.vgg import (
     VGG19Features,
     read_vgg19_weights,
 )
+
+
+def full_precision() -> contextlib.AbstractContextManager:
+    """Loss arithmetic runs in float32 even inside a bf16/fp16 autocast region (matmuls, SSIM convs)."""
+    stack = contextlib.ExitStack()
+    for device_type in ("cpu", "cuda"):
+        stack.enter_context(torch.autocast(device_type, enabled=False))
+    return stack
+
 
 # --------------------------------------------------------------------------- adversarial (L_adv, L_fm)
 
@@ -69,7 +79,8 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Eq 9: G(F)_ij = 1/(CHW) sum_hw F_ihw F_jhw, for features (B, C, H, W) -> (B, C, C)."""
     b, c, h, w = features.shape
     f = features.float().reshape(b, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
+    with full_precision():
+        return f @ f.transpose(1, 2) / (c * h * w)
 
 
 def style_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
@@ -160,7 +171,8 @@ def ms_ssim_value(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         win -= 2
     if (win - 1) * 16 >= side:
         raise ValueError(f"MS-SSIM needs frames of at least 33 px, got {side}")
-    return ms_ssim(pred.clamp(0, 1), target.clamp(0, 1), data_range=1.0, size_average=True, win_size=win)
+    with full_precision():
+        return ms_ssim(pred.clamp(0, 1), target.clamp(0, 1), data_range=1.0, size_average=True, win_size=win)
 
 
 # --------------------------------------------------------------------------- equivariance (L_covar)
@@ -188,11 +200,12 @@ def equivariance_loss(
     """
     transformed = transform.warp_image(frames)
     moved = detect(transformed)
-    value = (anchors.points.float() - transform.warp_coordinates(moved.points.float())).abs().mean()
-    jac_moved = transform.jacobian(moved.points.float()) @ moved.jacobians.float()
-    normed = invert_2x2(anchors.jacobians.float()) @ jac_moved
-    eye = torch.eye(2, device=normed.device, dtype=normed.dtype)
-    return EquivarianceTerms(value=value, jacobian=(eye - normed).abs().mean())
+    with full_precision():
+        value = (anchors.points.float() - transform.warp_coordinates(moved.points.float())).abs().mean()
+        jac_moved = transform.jacobian(moved.points.float()) @ moved.jacobians.float()
+        normed = invert_2x2(anchors.jacobians.float()) @ jac_moved
+        eye = torch.eye(2, device=normed.device, dtype=normed.dtype)
+        return EquivarianceTerms(value=value, jacobian=(eye - normed).abs().mean())
 
 
 # --------------------------------------------------------------------------- temporal (L_reg)
@@ -213,7 +226,8 @@ def temporal_loss(
     (B, 1, H, W) in the intrinsic scheme. Gradients reach M_t; normalising by the pixel count (not by sum M)
     keeps the loss honest, and M also gates the deformable skips (Eq 6), so reconstruction stops M -> 0.
     """
-    warped = warp(previous.float(), flow_pixels_to_grid(flow.float()))
+    with full_precision():
+        warped = warp(previous.float(), flow_pixels_to_grid(flow.float()))
     diff = (current.float() - warped).abs().mean(dim=1, keepdim=True)
     mask = valid.float()
     if confidence is not None:
