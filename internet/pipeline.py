@@ -208,6 +208,7 @@ class Animator:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Render cancelled")
 
+        source_rgb = _as_rgb(source)
         info = probe_video(driving)
         fps = options.fps or info.fps
         size = self._output_size(options, warnings)
@@ -220,7 +221,6 @@ class Animator:
         if options.motion == "model" and options.background != "keep":
             warnings.append("--background applies to the pose rig only; the model keeps the source background")
 
-        source_rgb = _as_rgb(source)
         need_people = options.motion == "pose-rig" or not options.centre_crop or options.best_frame
         t0 = time.perf_counter()
         if known_pose is not None:
