@@ -17,6 +17,7 @@ import contextlib
 import copy
 import hashlib
 import logging
+import random
 import resource
 import sys
 import time
@@ -165,7 +166,7 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def _optimizer_step(
     loss: torch.Tensor,
-    params: list[nn.Parameter],
+    module: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     grad_clip: float,
@@ -177,7 +178,7 @@ def _optimizer_step(
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    norm = torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     stats = distributed.all_reduce_mean(torch.stack([loss.detach().float(), norm.detach().float()]))
     loss_value, norm_value = stats.tolist()
     finite_loss = np.isfinite(loss_value)
@@ -259,13 +260,14 @@ def training_loop(
             )
         restore_rng(states[ctx.rank % len(states)], device)
         if ctx.is_main:
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", found, progress.step, progress.epoch,
-                     progress.batch_in_epoch)  # fmt: skip
-    elif resume and ctx.is_main:
-        log.info("--resume: no checkpoint in %s yet, starting from scratch", ckpt_root)
+            where = f"step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"
+            log.info(f"resumed from {found} at {where}")
     else:
+        if resume and ctx.is_main:
+            log.info(f"--resume: no checkpoint in {ckpt_root} yet, starting from scratch")
         torch.manual_seed(derive_seed(t.seed, ctx.rank))
         np.random.seed(derive_seed(t.seed, ctx.rank) % 2**32)
+        random.seed(derive_seed(t.seed, ctx.rank))
 
     g_train = distributed.wrap(generator, ctx)
     d_train = distributed.wrap(discriminator, ctx)
@@ -302,10 +304,10 @@ def training_loop(
             discriminator.requires_grad_(False)
             with autocast:
                 g_step = objective.generator_step(g_train, generator.detect, discriminator, batch, rng)
+            g_opt, g_scaler = trainables.generator_optimizer, trainables.generator_scaler
             g_ok, g_loss, g_norm = _optimizer_step(
-                g_step.losses.total, list(generator.parameters()), trainables.generator_optimizer,
-                trainables.generator_scaler, t.grad_clip,
-            )  # fmt: skip
+                g_step.losses.total, generator, g_opt, g_scaler, t.grad_clip
+            )
 
             # Discriminator step on real frames and the (detached) generated ones; skipped with a bad G step.
             discriminator.requires_grad_(True)
@@ -314,10 +316,10 @@ def training_loop(
             if g_ok:
                 with autocast:
                     d_losses = objective.discriminator_step(d_train, batch.driving, g_step.output.prediction)
+                d_opt, d_scaler = trainables.discriminator_optimizer, trainables.discriminator_scaler
                 d_ok, d_loss, d_norm = _optimizer_step(
-                    d_losses.total, list(discriminator.parameters()), trainables.discriminator_optimizer,
-                    trainables.discriminator_scaler, t.grad_clip,
-                )  # fmt: skip
+                    d_losses.total, discriminator, d_opt, d_scaler, t.grad_clip
+                )
 
             progress.step += 1
             progress.batch_in_epoch += 1
@@ -349,13 +351,12 @@ def training_loop(
                 values = {f"G/{k}": v for k, v in g_step.losses.scalars()}
                 if d_losses is not None:
                     values.update({f"D/{k}": v for k, v in d_losses.scalars()})
-                values.update({
-                    "grad_norm/G": g_norm, "grad_norm/D": d_norm,
-                    "lr/G": trainables.generator_optimizer.param_groups[0]["lr"],
-                    "lr/D": trainables.discriminator_optimizer.param_groups[0]["lr"],
-                    "speed/steps_per_s": rate, "speed/samples_per_s": rate * t.batch_size,
-                    "speed/peak_memory_mb": peak_memory_mb(device), "skipped_steps": progress.skipped_steps,
-                })  # fmt: skip
+                values["grad_norm/G"], values["grad_norm/D"] = g_norm, d_norm
+                values["lr/G"] = trainables.generator_optimizer.param_groups[0]["lr"]
+                values["lr/D"] = trainables.discriminator_optimizer.param_groups[0]["lr"]
+                values["speed/steps_per_s"], values["speed/samples_per_s"] = rate, rate * t.batch_size
+                values["speed/peak_memory_mb"] = peak_memory_mb(device)
+                values["skipped_steps"] = progress.skipped_steps
                 history.append(StepLog(progress.step, values))
                 if writer is not None:
                     for key, value in values.items():
@@ -486,8 +487,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--resume", action="store_true", help="continue from the last complete checkpoint in --out"
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.lr=1e-4 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.lr=1e-4 (repeatable)",
+    )
     return p.parse_args(argv)
 
 
