@@ -1,0 +1,172 @@
+"""Pipeline benchmark: frames/s per stage for both motion sources, and peak memory vs video length.
+
+    python -m internet.bench --pipeline [--frames 60] [--sizes 256 512] [--motions pose-rig model]
+        [--rss 60 600] [--device cpu] [--json PATH]
+
+Each measurement runs in a fresh subprocess so peak RSS is its own. Input: the real photo and dance clip in
+``../shared/media`` when present, else a generated SynthRunway clip replayed with its exact joints (no
+MediaPipe). The clip is looped to the requested length. The model runs with random weights of the preset
+for each size (speed only; weights do not change the cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+PRESETS = {256: "internet-256", 512: "internet-512"}
+STAGES = ("decode", "pose", "motion", "render", "overlays", "encode")
+
+
+def _inputs(folder: Path, frames: int) -> tuple[Path, Path, Path | None]:
+    """(photo, driving video with ≥ frames frames, exact-joint file or None)."""
+    from internet.media import ffmpeg_exe, probe_video
+
+    photo, clip = SHARED_MEDIA / "photo_ubc_frame_silver_dress.jpg", SHARED_MEDIA / "drive_dance_indoor_yellow_top.mp4"
+    joints = None
+    if not (photo.is_file() and clip.is_file()):
+        photo, clip, joints = _synthrunway(folder, frames)
+    info = probe_video(clip)
+    loops = int(np.ceil(frames / max(1, info.frame_count))) - 1
+    if loops <= 0:
+        return photo, clip, joints
+    looped = folder / f"looped-{frames}.mp4"
+    if not looped.exists():
+        subprocess.run([ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-stream_loop", str(loops), "-i",
+                        str(clip), "-c", "copy", str(looped)], check=True)  # fmt: skip
+    return photo, looped, joints
+
+
+def _synthrunway(folder: Path, frames: int) -> tuple[Path, Path, Path]:
+    import cv2
+
+    from internet.media import VideoWriter
+    from training.synthrunway import ClipSpec, generate_clip
+
+    clip = generate_clip(ClipSpec(seed=10000, index=0, frames=min(frames, 120), size=256), folder)
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((clip / "frames").glob("*.png"))]
+    video = folder / "synthrunway.mp4"
+    with VideoWriter(video, 30, (256, 256)) as writer:
+        for image in images:
+            writer.write(image)
+    return clip / "frames" / "00000.png", video, clip
+
+
+def _known_pose(clip: Path, frames: int):
+    from internet.pipeline import KnownPose
+    from internet.poserig import Landmarks
+
+    joints, masks = np.load(clip / "joints.npy"), np.load(clip / "mask.npy")
+    marks = [Landmarks(joints[t % len(joints)], np.ones(len(joints[0])), masks[t % len(joints)].astype(np.float32))
+             for t in range(frames)]  # fmt: skip
+    return KnownPose(marks[0], marks)
+
+
+def run_one(motion: str, size: int, frames: int, device: str, folder: Path) -> dict:
+    """One timed render with every output; returns stage times, frames/s and peak RSS."""
+    from internet.pipeline import AnimateOptions, Animator, OutputPaths
+
+    photo, video, clip = _inputs(folder, frames)
+    model = None
+    if motion == "model":
+        import torch
+
+        from internet import INTERNet, load_config
+
+        torch.manual_seed(0)
+        model = INTERNet(load_config(PRESETS.get(size, "tiny"))).to(device).eval()
+    animator = Animator(model, device)
+    from internet.media import probe_video
+
+    fps = probe_video(video).fps
+    options = AnimateOptions(motion=motion, size=size, max_seconds=frames / fps, centre_crop=clip is not None)
+    out = folder / f"{motion}-{size}-{frames}"
+    out.mkdir(exist_ok=True)
+    outputs = OutputPaths(out / "result.mp4", out / "sbs.mp4", out / "overlays.mp4", out / "anchors.json")
+    known = _known_pose(clip, frames + 8) if clip is not None else None
+    start = time.perf_counter()
+    result = animator.animate(photo, video, options, outputs, known_pose=known)
+    wall = time.perf_counter() - start
+    times = {stage: getattr(result.times, stage) for stage in STAGES}
+    return {
+        "motion": motion, "size": size, "frames": result.frame_count, "wall_s": round(wall, 3),
+        "end_to_end_fps": round(result.frame_count / wall, 2),
+        "stage_fps": {k: (round(result.frame_count / v, 1) if v > 0 else None) for k, v in times.items()},
+        "stage_s": {k: round(v, 3) for k, v in times.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }  # fmt: skip
+
+
+def _child(motion: str, size: int, frames: int, device: str, folder: Path) -> dict:
+    cmd = [sys.executable, "-m", "internet.bench_pipeline", "--child", motion, str(size), str(frames),
+           "--device", device, "--folder", str(folder)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"motion": motion, "size": size, "frames": frames, "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m internet.bench --pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=60, help="frames per speed run")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--motions", nargs="+", default=["pose-rig", "model"], choices=["pose-rig", "model"])
+    parser.add_argument(
+        "--rss",
+        type=int,
+        nargs="*",
+        default=[60, 600],
+        help="frame counts for the peak-memory comparison (pose rig, largest size); none to skip",
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    parser.add_argument("--child", nargs=3, metavar=("MOTION", "SIZE", "FRAMES"), help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        motion, size, frames = args.child[0], int(args.child[1]), int(args.child[2])
+        print(json.dumps(run_one(motion, size, frames, args.device, args.folder)))
+        return 0
+
+    results: dict = {"speed": [], "memory": []}
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        folder = Path(tmp)
+        for motion in args.motions:
+            for size in args.sizes:
+                row = _child(motion, size, args.frames, args.device, folder)
+                results["speed"].append(row)
+                _print_speed(row)
+        for frames in args.rss:
+            row = _child("pose-rig", max(args.sizes), frames, args.device, folder)
+            results["memory"].append(row)
+            print(f"peak RSS, pose rig {max(args.sizes)}², {row.get('frames')} frames: {row.get('peak_rss_mb')} MB")
+    if len(results["memory"]) >= 2 and all("peak_rss_mb" in r for r in results["memory"]):
+        first, last = results["memory"][0], results["memory"][-1]
+        ratio = last["peak_rss_mb"] / first["peak_rss_mb"]
+        results["rss_ratio"] = round(ratio, 3)
+        print(f"RSS {last['frames']} / {first['frames']} frames = {ratio:.2f} (target ≤ 1.2)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _print_speed(row: dict) -> None:
+    if "error" in row:
+        print(f"{row['motion']:8s} {row['size']}²: failed: {row['error']}")
+        return
+    stages = "  ".join(f"{k} {v if v is not None else '-'}" for k, v in row["stage_fps"].items())
+    print(f"{row['motion']:8s} {row['size']}²  {row['end_to_end_fps']:6.2f} fps end to end  |  stage fps: {stages}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
