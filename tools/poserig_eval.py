@@ -52,8 +52,12 @@ def save_sheet(rows: list[list[np.ndarray]], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--media", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "media")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--media", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "media"
+    )
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--mode", choices=["absolute", "relative"], default="absolute")
@@ -75,9 +79,18 @@ def main() -> None:
 
     picks = np.linspace(0, len(clip) - 1, 8).round().astype(int)
     s = args.size
-    save_sheet([[result.driving[i] for i in picks], [result.outputs[i] for i in picks]], args.out / "poserig_sheet.png")
-    zoom = [cv2.resize(result.outputs[i][s // 8: s // 8 + s // 2, s // 4: 3 * s // 4], (s, s),
-                       interpolation=cv2.INTER_NEAREST) for i in picks]
+    save_sheet(
+        [[result.driving[i] for i in picks], [result.outputs[i] for i in picks]],
+        args.out / "poserig_sheet.png",
+    )
+    zoom = [
+        cv2.resize(
+            result.outputs[i][s // 8 : s // 8 + s // 2, s // 4 : 3 * s // 4],
+            (s, s),
+            interpolation=cv2.INTER_NEAREST,
+        )
+        for i in picks
+    ]
     save_sheet([zoom[:4], zoom[4:]], args.out / "poserig_zoom.png")
     print(f"contact sheets: {args.out / 'poserig_sheet.png'}, {args.out / 'poserig_zoom.png'}")
 

@@ -39,7 +39,7 @@ def square_crop(image: np.ndarray, centre_x: float | None = None) -> np.ndarray:
     left, top = int(round(cx - side / 2)), (h - side) // 2
     pad = [max(0, -top), max(0, top + side - h), max(0, -left), max(0, left + side - w)]
     padded = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REPLICATE)
-    return padded[top + pad[0]:top + pad[0] + side, left + pad[2]:left + pad[2] + side]
+    return padded[top + pad[0] : top + pad[0] + side, left + pad[2] : left + pad[2] + side]
 
 
 def detect_sequence(frames: list[np.ndarray]) -> list[Landmarks | None]:
@@ -48,13 +48,18 @@ def detect_sequence(frames: list[np.ndarray]) -> list[Landmarks | None]:
         return [provider.detect(f) for f in frames]
 
 
-def evaluate_rig(photo: np.ndarray, clip: list[np.ndarray], size: int, fps: float,
-                 options: RigOptions | None = None) -> RigEvaluation:
+def evaluate_rig(
+    photo: np.ndarray, clip: list[np.ndarray], size: int, fps: float, options: RigOptions | None = None
+) -> RigEvaluation:
     """Animate ``photo`` with ``clip`` (RGB frames) at ``size`` px and score driver, frozen photo and rig."""
     with MediaPipeProvider(static_image_mode=True) as provider:
         first = provider.detect(clip[0])
-        centre_x = None if first is None else float(first.points[[JOINT["left_hip"], JOINT["right_hip"]], 0].mean())
-        driving = [cv2.resize(square_crop(f, centre_x), (size, size), interpolation=cv2.INTER_AREA) for f in clip]
+        centre_x = (
+            None if first is None else float(first.points[[JOINT["left_hip"], JOINT["right_hip"]], 0].mean())
+        )
+        driving = [
+            cv2.resize(square_crop(f, centre_x), (size, size), interpolation=cv2.INTER_AREA) for f in clip
+        ]
         source = cv2.resize(square_crop(photo), (size, size), interpolation=cv2.INTER_AREA)
         source_marks = provider.detect(source)
     if source_marks is None:

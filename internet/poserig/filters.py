@@ -53,8 +53,15 @@ class LandmarkSmoother:
     ``hold_frames`` frames, after which ``None`` is returned.
     """
 
-    def __init__(self, fps: float, scale: float, min_visibility: float = 0.3, hold_frames: int = 10_000,
-                 min_cutoff: float = 1.0, beta: float = 0.5) -> None:
+    def __init__(
+        self,
+        fps: float,
+        scale: float,
+        min_visibility: float = 0.3,
+        hold_frames: int = 10_000,
+        min_cutoff: float = 1.0,
+        beta: float = 0.5,
+    ) -> None:
         self.filter = OneEuroFilter(fps, min_cutoff=min_cutoff, beta=beta)
         self.scale = max(float(scale), 1e-6)
         self.min_visibility, self.hold_frames = min_visibility, hold_frames

@@ -17,13 +17,15 @@ _BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
 def skin_vertices(vertices: np.ndarray, weights: np.ndarray, affines: np.ndarray) -> np.ndarray:
-    """Linear blend skinning: (V, 2) source pixels, (V, B) weights, (B, 2, 3) affines -> (V, 2) output pixels."""
+    """Linear blend skinning of (V, 2) source pixels with (V, B) weights and (B, 2, 3) affines -> (V, 2)."""
     m = weights @ affines.reshape(len(affines), 6).astype(weights.dtype)  # (V, 6): blended affine per vertex
     x, y = vertices[:, 0], vertices[:, 1]
     return np.stack([m[:, 0] * x + m[:, 1] * y + m[:, 2], m[:, 3] * x + m[:, 4] * y + m[:, 5]], axis=1)
 
 
-def rasterise(xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def rasterise(
+    xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise triangles onto an (h, w) grid whose pixel centres are at integer coordinates.
 
     ``xy`` (T, 3, 2) are the triangles' corners on the grid, ``uv`` (T, 3, 2) the values to interpolate

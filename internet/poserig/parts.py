@@ -27,7 +27,8 @@ from internet.poserig.retarget import BONE, LIMB_SEGMENTS, NECK, PELVIS, SKIN_BO
 from internet.skeleton import JOINT
 
 LAYER_NAMES: tuple[str, ...] = (
-    "left_leg", "right_leg", "torso", "head", "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm",
+    "left_leg", "right_leg", "torso", "head",
+    "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm",
 )  # fmt: skip
 LAYER_BONES: dict[str, tuple[str, ...]] = {
     "left_leg": ("pelvis", "left_thigh", "left_shin"),
@@ -68,7 +69,9 @@ class SourceLayers:
 
     size: int  # S
     scale: int  # k: one mesh-lattice pixel is k x k image pixels
-    grid: int  # h = ceil(S / k): the lattice is (h, h); its pixel j is centred on image pixel (j + 0.5) k - 0.5
+    grid: (
+        int  # h = ceil(S / k): the lattice is (h, h); its pixel j is centred on image pixel (j + 0.5) k - 0.5
+    )
     points: np.ndarray  # (13, 2) source joints in pixels
     layers: list[SourceLayer]  # back to front
     background: np.ndarray  # (S, S, 3) uint8, the person removed and filled in
@@ -102,16 +105,28 @@ def segment_distance(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(q - (a + t[..., None] * ab), axis=-1)
 
 
-def polygon_distance(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Distance from points q (..., 2) to a convex-ish polygon (0 inside)."""
-    d = np.min([segment_distance(q, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))], axis=0)
+def _inside_polygon(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
     crossings = np.zeros(q.shape[:-1], bool)
     for i in range(len(poly)):
         a, b = poly[i], poly[(i + 1) % len(poly)]
         straddle = (a[1] > q[..., 1]) != (b[1] > q[..., 1])
         x_cross = a[0] + (q[..., 1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1] + 1e-12)
         crossings ^= straddle & (q[..., 0] < x_cross)
-    return np.where(crossings, 0.0, d)
+    return crossings
+
+
+def _edge_distance(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    return np.min([segment_distance(q, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))], axis=0)
+
+
+def polygon_depth(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """How far points q (..., 2) lie inside a polygon (0 outside)."""
+    return np.where(_inside_polygon(q, poly), _edge_distance(q, poly), 0.0)
+
+
+def polygon_distance(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance from points q (..., 2) to a polygon (0 inside)."""
+    return np.where(_inside_polygon(q, poly), 0.0, _edge_distance(q, poly))
 
 
 @dataclass
@@ -157,8 +172,9 @@ def _body(points: np.ndarray, mask: np.ndarray) -> _Body:
     return _Body(e, t_len, up, np.stack([ls, rs, rh, lh]), segs, radius, _garment_hem(e, up, t_len, mask))
 
 
-def _outer_half_width(mask: np.ndarray, a: np.ndarray, b: np.ndarray, centre: np.ndarray, limit: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _outer_half_width(
+    mask: np.ndarray, a: np.ndarray, b: np.ndarray, centre: np.ndarray, limit: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances from points along a bone to the mask's edge on the side away from the body centre, and
     that side's unit normal.
 
@@ -228,7 +244,9 @@ def _labels(body: _Body, size: int, mask: np.ndarray, image: np.ndarray) -> np.n
     for side in ("left", "right"):
         for part in ("upper_arm", "forearm"):
             score[f"{side}_{part}"] = d[f"{side}_{part}"] / r[f"{side}_{part}"]
-        score[f"{side}_leg"] = np.minimum(d[f"{side}_thigh"] / r[f"{side}_thigh"], d[f"{side}_shin"] / r[f"{side}_shin"])
+        score[f"{side}_leg"] = np.minimum(
+            d[f"{side}_thigh"] / r[f"{side}_thigh"], d[f"{side}_shin"] / r[f"{side}_shin"]
+        )
     stack = np.stack([score[n] for n in LAYER_NAMES])
     labels = np.argmin(stack, axis=0).astype(np.int8)
     torso, head = LAYER_NAMES.index("torso"), LAYER_NAMES.index("head")
@@ -288,9 +306,13 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
     if layer not in ("torso", "head"):  # an arm (upper arm or forearm layer) or a leg
         side, kind = layer.split("_")[0], "leg" if layer.endswith("_leg") else "arm"
         first, second, root, body_bone = (
-            ("upper_arm", "forearm", "shoulder", "chest") if kind == "arm" else ("thigh", "shin", "hip", "pelvis")
+            ("upper_arm", "forearm", "shoulder", "chest")
+            if kind == "arm"
+            else ("thigh", "shin", "hip", "pelvis")
         )
-        limb = _softmin({f"{side}_{first}": d[f"{side}_{first}"], f"{side}_{second}": d[f"{side}_{second}"]}, tau0)
+        limb = _softmin(
+            {f"{side}_{first}": d[f"{side}_{first}"], f"{side}_{second}": d[f"{side}_{second}"]}, tau0
+        )
         share = _joint_share(q, body, f"{side}_{root}", f"{side}_{first}")
         for name, value in limb.items():
             w[..., BONE[name]] = (1 - share) * value
@@ -305,9 +327,13 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
         dist.update({n: d[n] for n in ("left_thigh", "right_thigh", "left_shin", "right_shin")})
         for name, value in _softmin(dist, tau).items():
             w[..., BONE[name]] = value
+        depth = polygon_depth(q, body.torso_poly)
         for side in ("left", "right"):
-            near = np.clip(2.0 - np.linalg.norm(q - body.ext[JOINT[f"{side}_shoulder"]], axis=-1) / (0.1 * t_len),
-                           0.0, 1.0)
+            reach = max(0.15 * t_len, 2.0 * body.radius[f"{side}_upper_arm"])
+            near = np.clip(
+                2.0 - np.linalg.norm(q - body.ext[JOINT[f"{side}_shoulder"]], axis=-1) / reach, 0.0, 1.0
+            )
+            near *= np.clip(1.0 - depth / (0.08 * t_len), 0.0, 1.0)  # not the chest inside the torso
             arm = near * (1 - _joint_share(q, body, f"{side}_shoulder", f"{side}_upper_arm"))
             w *= (1 - arm)[..., None]
             w[..., BONE[f"{side}_upper_arm"]] += arm
@@ -341,7 +367,9 @@ def _downsample(image: np.ndarray, scale: int, h: int) -> np.ndarray:
     return cv2.resize(padded, (h, h), interpolation=cv2.INTER_AREA)
 
 
-def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128) -> SourceLayers:
+def build_layers(
+    source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128
+) -> SourceLayers:
     """Split the source person into skinned layers (see the module docstring). ``mask`` is (S, S) in [0, 1];
     the meshes and low-res maps live on a (grid, grid) lattice of pixel centres."""
     size = source_rgb.shape[0]
@@ -418,6 +446,13 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
             vertex_weights=vw, triangles=triangles, priority=np.round(depth).astype(np.int16),
         ))  # fmt: skip
     bg_rel = np.where(bg_known, 1.0, HIDDEN_RELIABILITY).astype(np.float32)
-    return SourceLayers(size=size, scale=scale, grid=h, points=np.asarray(points, np.float32), layers=layers,
-                        background=np.clip(background, 0, 255).round().astype(np.uint8),
-                        background_reliability_low=_downsample(bg_rel, scale, h), labels=labels)
+    return SourceLayers(
+        size=size,
+        scale=scale,
+        grid=h,
+        points=np.asarray(points, np.float32),
+        layers=layers,
+        background=np.clip(background, 0, 255).round().astype(np.uint8),
+        background_reliability_low=_downsample(bg_rel, scale, h),
+        labels=labels,
+    )

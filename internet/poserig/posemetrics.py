@@ -22,8 +22,9 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
     return np.angle(np.exp(1j * angle))
 
 
-def limb_angle_correlation(driver: Sequence[Landmarks | None], output: Sequence[Landmarks | None],
-                           min_visibility: float = 0.5) -> float:
+def limb_angle_correlation(
+    driver: Sequence[Landmarks | None], output: Sequence[Landmarks | None], min_visibility: float = 0.5
+) -> float:
     """Pearson correlation between the driver's and the output's per-limb angle changes.
 
     For each sequence and each of the 8 limbs (upper arms, forearms, thighs, shins), the change of the
@@ -56,6 +57,6 @@ def limb_angle_correlation(driver: Sequence[Landmarks | None], output: Sequence[
         xs.append(x[ok])
         ys.append((x + _wrap(y - x))[ok])  # the output's change, taken mod 2 pi nearest the driver's
     x, y = np.concatenate(xs), np.concatenate(ys)
-    if len(x) < 3 or x.std() < 1e-9 or y.std() < 1e-9:
+    if len(x) < 3 or x.std() < 1e-6 or y.std() < 1e-6:
         return 0.0
     return float(np.corrcoef(x, y)[0, 1])

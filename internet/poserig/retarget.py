@@ -9,7 +9,6 @@ driver's translation since the reference frame, scaled by the torso-length ratio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -76,8 +75,13 @@ def _bones(ext: np.ndarray) -> np.ndarray:
     return np.stack([ext[c] - ext[p] for p, c in TREE])
 
 
-def retarget(source: np.ndarray, driving: np.ndarray, reference: np.ndarray, mode: Mode = "absolute",
-             min_ratio: float = 0.35) -> np.ndarray:
+def retarget(
+    source: np.ndarray,
+    driving: np.ndarray,
+    reference: np.ndarray,
+    mode: Mode = "absolute",
+    min_ratio: float = 0.35,
+) -> np.ndarray:
     """The source skeleton in the driving pose: (13, 2) pixels in the source image.
 
     ``source``, ``driving`` and ``reference`` are (13, 2) joints; ``reference`` is the driving frame that
@@ -86,7 +90,9 @@ def retarget(source: np.ndarray, driving: np.ndarray, reference: np.ndarray, mod
     src, drv, ref = extend(source), extend(driving), extend(reference)
     b_src, b_drv, b_ref = _bones(src), _bones(drv), _bones(ref)
     l_src, l_drv, l_ref = (np.linalg.norm(b, axis=1) + 1e-6 for b in (b_src, b_drv, b_ref))
-    scale = float(np.clip(np.median(l_drv / l_ref), 0.5, 2.0))  # the driver coming closer is not foreshortening
+    scale = float(
+        np.clip(np.median(l_drv / l_ref), 0.5, 2.0)
+    )  # the driver coming closer is not foreshortening
     ratio = np.clip(l_drv / l_ref / scale, min_ratio, 1.0)
     if mode == "absolute":
         direction = b_drv / l_drv[:, None]

@@ -31,7 +31,16 @@ from internet.poserig.landmarks import Landmarks
 from internet.poserig.mesh import extend_map, output_to_grid, rasterise, skin_vertices
 from internet.poserig.parts import SourceLayers, build_layers
 from internet.poserig.retarget import (
-    BONE, LIMB_SEGMENTS, NECK, PELVIS, SKIN_BONES, Mode, bone_affines, extend, retarget, torso_length,
+    BONE,
+    LIMB_SEGMENTS,
+    NECK,
+    PELVIS,
+    SKIN_BONES,
+    Mode,
+    bone_affines,
+    extend,
+    retarget,
+    torso_length,
 )  # fmt: skip
 from internet.skeleton import JOINT
 
@@ -53,7 +62,9 @@ for _k, _name in enumerate(ANCHOR_NAMES):
 class RigOptions:
     """How the rig follows the driver."""
 
-    mode: Mode = "absolute"  # bone directions copied ("absolute") or rotated by the driver's change ("relative")
+    mode: Mode = (
+        "absolute"  # bone directions copied ("absolute") or rotated by the driver's change ("relative")
+    )
     grid: int = 128  # mesh lattice size (capped at S); the FrameMotion maps are (S // 4, S // 4)
     smooth: bool = True  # One-Euro smoothing of the driving landmarks
     fps: float = 25.0  # driving frame rate, for the smoother
@@ -77,8 +88,11 @@ def _anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             pos.append(b)
         elif name == "torso":
             a, b = e[PELVIS], e[NECK]
-            pos.append(e[[JOINT["left_shoulder"], JOINT["right_shoulder"], JOINT["left_hip"], JOINT["right_hip"]]]
-                       .mean(axis=0))
+            pos.append(
+                e[
+                    [JOINT["left_shoulder"], JOINT["right_shoulder"], JOINT["left_hip"], JOINT["right_hip"]]
+                ].mean(axis=0)
+            )
         else:
             a, b = e[LIMB_SEGMENTS[name][0]], e[LIMB_SEGMENTS[name][1]]
             pos.append((a + b) / 2)
@@ -89,7 +103,9 @@ def _anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class PoseRig:
     """Animate one source photo; call :meth:`render` once per driving frame, in order."""
 
-    def __init__(self, source_rgb: np.ndarray, source_landmarks: Landmarks, options: RigOptions | None = None) -> None:
+    def __init__(
+        self, source_rgb: np.ndarray, source_landmarks: Landmarks, options: RigOptions | None = None
+    ) -> None:
         if source_rgb.ndim != 3 or source_rgb.shape[0] != source_rgb.shape[1] or source_rgb.dtype != np.uint8:
             raise InputError("The pose rig needs a square RGB uint8 source image")
         self.options = options or RigOptions()
@@ -120,24 +136,34 @@ class PoseRig:
             self.reference = driving
         if self.options.smooth and driving is not None and self.smoother is None:
             scale = torso_length(self.reference.points) if self.reference is not None else 1.0
-            self.smoother = LandmarkSmoother(self.options.fps, scale, min_cutoff=self.options.min_cutoff,
-                                             beta=self.options.beta)
+            self.smoother = LandmarkSmoother(
+                self.options.fps, scale, min_cutoff=self.options.min_cutoff, beta=self.options.beta
+            )
         if self.smoother is not None:
             driving = self.smoother(driving)
         if driving is None or self.reference is None:  # nobody seen yet: the source pose
             return self.source.points
-        return retarget(self.source.points, driving.points, self.reference.points, self.options.mode,
-                        self.options.min_ratio)
+        return retarget(
+            self.source.points,
+            driving.points,
+            self.reference.points,
+            self.options.mode,
+            self.options.min_ratio,
+        )
 
     # -- rendering ------------------------------------------------------------------------------------
-    def render(self, driving: Landmarks | None, background: Background = "keep") -> tuple[np.ndarray, FrameMotion]:
+    def render(
+        self, driving: Landmarks | None, background: Background = "keep"
+    ) -> tuple[np.ndarray, FrameMotion]:
         """Draw the source in the driving pose. ``None`` means the person was lost in this frame."""
         if background not in ("keep", "white", "green"):
             raise InputError(f"Unknown background {background!r}: use keep, white or green")
         pose = self._driving_pose(driving)
         return self.render_pose(pose, background)
 
-    def render_pose(self, pose: np.ndarray, background: Background = "keep") -> tuple[np.ndarray, FrameMotion]:
+    def render_pose(
+        self, pose: np.ndarray, background: Background = "keep"
+    ) -> tuple[np.ndarray, FrameMotion]:
         """Draw the source with its joints moved to ``pose`` ((13, 2) pixels in the output)."""
         src: SourceLayers = self.source
         s, k, h = self.size, src.scale, src.grid
@@ -159,14 +185,18 @@ class PoseRig:
             if gx1 <= gx0 or gy1 <= gy0:
                 continue
             xy = (moved - [gx0, gy0])[layer.triangles]
-            grid_map, covered = rasterise(xy, layer.vertices[layer.triangles], layer.priority, gy1 - gy0, gx1 - gx0)
+            grid_map, covered = rasterise(
+                xy, layer.vertices[layer.triangles], layer.priority, gy1 - gy0, gx1 - gx0
+            )
             if not covered.any():
                 continue
             grid_map = extend_map(grid_map, covered)
 
             # Full size: one resize of the backward map, one remap of the layer, "over" compositing.
             x0, y0, x1, y1 = gx0 * k, gy0 * k, min(gx1 * k, s), min(gy1 * k, s)
-            full_map = cv2.resize(grid_map, ((gx1 - gx0) * k, (gy1 - gy0) * k), interpolation=cv2.INTER_LINEAR)
+            full_map = cv2.resize(
+                grid_map, ((gx1 - gx0) * k, (gy1 - gy0) * k), interpolation=cv2.INTER_LINEAR
+            )
             full_map = full_map[: y1 - y0, : x1 - x0]
             rgba = cv2.remap(layer.texture, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             alpha = rgba[..., 3:].astype(np.float32) * (1.0 / 255.0)
@@ -177,7 +207,9 @@ class PoseRig:
             at = output_to_grid(grid_map, k)
             sampled = cv2.remap(low, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             a_low = (sampled[..., 0] * covered)[..., None]
-            layer_w = cv2.remap(layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+            layer_w = cv2.remap(
+                layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
+            )
             stretch = conf.stretch_factor(np.where(covered[..., None], grid_map, 0), k)
             sub = np.s_[gy0:gy1, gx0:gx1]
             confidence[sub] = conf.composite(confidence[sub], sampled[..., 1] * stretch, a_low[..., 0])
@@ -188,8 +220,14 @@ class PoseRig:
         weights = np.concatenate([bone_weights[..., :1], bone_weights[..., 1:] @ _BONE_TO_ANCHOR.T], axis=-1)
         return output, self._motion(pose, affines, weights, flow, confidence)
 
-    def _motion(self, pose: np.ndarray, affines: np.ndarray, weights: np.ndarray, flow: np.ndarray,
-                confidence: np.ndarray) -> FrameMotion:
+    def _motion(
+        self,
+        pose: np.ndarray,
+        affines: np.ndarray,
+        weights: np.ndarray,
+        flow: np.ndarray,
+        confidence: np.ndarray,
+    ) -> FrameMotion:
         norm = 2.0 / (self.size - 1)
         side = max(1, self.size // 4)
         if weights.shape[0] != side:  # the mesh lattice -> the (S//4, S//4) motion grid
@@ -202,9 +240,8 @@ class PoseRig:
         pos_s, frames_s = _anchors(self.source.points)
         pos_d, _ = _anchors(pose)
         lin = affines[:, :, :2]
-        anchor_lin = np.stack([
-            (lin[BONE["chest"]] + lin[BONE["pelvis"]]) / 2 if n == "torso" else lin[BONE[n]] for n in ANCHOR_NAMES
-        ])  # fmt: skip
+        torso = (lin[BONE["chest"]] + lin[BONE["pelvis"]]) / 2
+        anchor_lin = np.stack([torso if n == "torso" else lin[BONE[n]] for n in ANCHOR_NAMES])
         jac_s = frames_s * norm
         jac_d = anchor_lin @ jac_s
         return FrameMotion(
@@ -227,7 +264,12 @@ def skeleton_mask(points: np.ndarray, size: int) -> np.ndarray:
     cv2.fillConvexPoly(mask, np.round(torso).astype(np.int32), 1)
     for name, (a, b) in LIMB_SEGMENTS.items():
         width = 0.16 if "arm" in name else 0.22
-        cv2.line(mask, tuple(np.round(e[a]).astype(int)), tuple(np.round(e[b]).astype(int)), 1,
-                 max(1, int(width * t)))
+        cv2.line(
+            mask,
+            tuple(np.round(e[a]).astype(int)),
+            tuple(np.round(e[b]).astype(int)),
+            1,
+            max(1, int(width * t)),
+        )
     cv2.circle(mask, tuple(np.round(e[JOINT["nose"]]).astype(int)), max(1, int(0.3 * t)), 1, -1)
     return mask.astype(np.float32)
