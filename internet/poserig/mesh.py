@@ -16,11 +16,39 @@ FAR = -1.0e5  # a source coordinate far outside the image: samples there are tra
 _BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
-def skin_vertices(vertices: np.ndarray, weights: np.ndarray, affines: np.ndarray) -> np.ndarray:
-    """Linear blend skinning of (V, 2) source pixels with (V, B) weights and (B, 2, 3) affines -> (V, 2)."""
+def skin_vertices(
+    vertices: np.ndarray, weights: np.ndarray, affines: np.ndarray, pivots: np.ndarray | None = None
+) -> np.ndarray:
+    """Skin (V, 2) source pixels with (V, B) weights and (B, 2, 3) bone affines -> (V, 2) output pixels.
+
+    Without ``pivots`` this is linear blend skinning, which collapses joints bent far (the blend of two
+    rotations 150 degrees apart is nearly singular). With ``pivots`` (V, 2), the joint shared by each
+    vertex's two main bones (NaN where they share none), rotations are blended as angles about that joint
+    and the rest of each affine (its stretch) linearly: a bent elbow or a raised arm keeps its volume.
+    """
     m = weights @ affines.reshape(len(affines), 6).astype(weights.dtype)  # (V, 6): blended affine per vertex
     x, y = vertices[:, 0], vertices[:, 1]
-    return np.stack([m[:, 0] * x + m[:, 1] * y + m[:, 2], m[:, 3] * x + m[:, 4] * y + m[:, 5]], axis=1)
+    lbs = np.stack([m[:, 0] * x + m[:, 1] * y + m[:, 2], m[:, 3] * x + m[:, 4] * y + m[:, 5]], axis=1)
+    if pivots is None:
+        return lbs
+    lin = affines[:, :, :2]
+    theta = np.arctan2(lin[:, 1, 0] - lin[:, 0, 1], lin[:, 0, 0] + lin[:, 1, 1])  # closest rotation per bone
+    cos, sin = np.cos(theta), np.sin(theta)
+    unrotate = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # R(-theta)
+    stretch = (unrotate @ lin).reshape(len(affines), 4)  # A = R(theta) P
+    dom = np.argmax(weights, axis=1)
+    turn = np.angle(np.exp(1j * (theta[None, :] - theta[dom][:, None])))  # relative to the main bone
+    angle = theta[dom] + (weights * turn).sum(axis=1)
+    p = weights @ stretch.astype(weights.dtype)  # (V, 4)
+    c = np.where(np.isnan(pivots), vertices, pivots)
+    c_out = np.stack(
+        [m[:, 0] * c[:, 0] + m[:, 1] * c[:, 1] + m[:, 2], m[:, 3] * c[:, 0] + m[:, 4] * c[:, 1] + m[:, 5]], 1
+    )
+    dx, dy = x - c[:, 0], y - c[:, 1]
+    sx, sy = p[:, 0] * dx + p[:, 1] * dy, p[:, 2] * dx + p[:, 3] * dy
+    ca, sa = np.cos(angle), np.sin(angle)
+    blended = c_out + np.stack([ca * sx - sa * sy, sa * sx + ca * sy], axis=1)
+    return np.where(np.isnan(pivots[:, :1]), lbs, blended)
 
 
 def rasterise(

@@ -59,6 +59,7 @@ class SourceLayer:
     weights_low: np.ndarray  # (h, w, B) float32 skinning weights on the low-res grid (B = len(SKIN_BONES))
     vertices: np.ndarray  # (V, 2) float64 source pixels (low-res pixel centres)
     vertex_weights: np.ndarray  # (V, B) float32
+    pivots: np.ndarray  # (V, 2) joint shared by the vertex's two main bones (NaN: none, linear blending)
     triangles: np.ndarray  # (T, 3) int32 vertex indices
     priority: np.ndarray  # (T,) int16: higher is drawn on top where the layer folds over itself
 
@@ -327,16 +328,6 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
         dist.update({n: d[n] for n in ("left_thigh", "right_thigh", "left_shin", "right_shin")})
         for name, value in _softmin(dist, tau).items():
             w[..., BONE[name]] = value
-        depth = polygon_depth(q, body.torso_poly)
-        for side in ("left", "right"):
-            reach = max(0.15 * t_len, 2.0 * body.radius[f"{side}_upper_arm"])
-            near = np.clip(
-                2.0 - np.linalg.norm(q - body.ext[JOINT[f"{side}_shoulder"]], axis=-1) / reach, 0.0, 1.0
-            )
-            near *= np.clip(1.0 - depth / (0.08 * t_len), 0.0, 1.0)  # not the chest inside the torso
-            arm = near * (1 - _joint_share(q, body, f"{side}_shoulder", f"{side}_upper_arm"))
-            w *= (1 - arm)[..., None]
-            w[..., BONE[f"{side}_upper_arm"]] += arm
     # Split the torso's weight between chest and pelvis along the spine (the waist bends).
     along = np.clip(((q - body.ext[PELVIS]) @ body.up) / t_len, 0.0, 1.0)
     to_chest = np.clip((along - 0.25) / 0.5, 0.0, 1.0)
@@ -345,6 +336,31 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
         w[..., BONE["chest"]] = torso_w * to_chest
         w[..., BONE["pelvis"]] = torso_w * (1 - to_chest)
     return w.astype(np.float32)
+
+
+def _pivots(weights: np.ndarray, body: _Body) -> np.ndarray:
+    """(V, 2) the joint shared by each vertex's two heaviest bones; NaN where they share none."""
+    e = body.ext
+    shared = {
+        frozenset(("chest", "head")): e[NECK],
+        frozenset(("chest", "pelvis")): (e[NECK] + e[PELVIS]) / 2,
+    }
+    for side in ("left", "right"):
+        shared[frozenset(("chest", f"{side}_upper_arm"))] = e[JOINT[f"{side}_shoulder"]]
+        shared[frozenset((f"{side}_upper_arm", f"{side}_forearm"))] = e[JOINT[f"{side}_elbow"]]
+        shared[frozenset(("pelvis", f"{side}_thigh"))] = e[JOINT[f"{side}_hip"]]
+        shared[frozenset((f"{side}_thigh", f"{side}_shin"))] = e[JOINT[f"{side}_knee"]]
+    order = np.argsort(-weights, axis=1)
+    pivots = np.full((len(weights), 2), np.nan)
+    single = weights[np.arange(len(weights)), order[:, 1]] < 0.02
+    pivots[single] = 0.0  # one bone: any pivot gives that bone's own transform
+    for pair, joint in shared.items():
+        a, b = (BONE[n] for n in pair)
+        hit = ~single & (
+            ((order[:, 0] == a) & (order[:, 1] == b)) | ((order[:, 0] == b) & (order[:, 1] == a))
+        )
+        pivots[hit] = joint
+    return pivots
 
 
 def _grid_mesh(valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -398,10 +414,11 @@ def build_layers(
     q = np.stack([xs, ys], -1).astype(np.float64)
     seams = [body.ext[NECK]] + [body.ext[JOINT[f"{side}_shoulder"]] for side in ("left", "right")]
     near_seam = np.min([np.linalg.norm(q - p, axis=-1) for p in seams], axis=0) < 0.25 * t_px
-    ext["torso"] |= (closed | (grown & near_seam)) & person
+    seam_ext = grown & near_seam & person & ~core["torso"]
+    ext["torso"] |= (closed & person) | seam_ext
     for side in ("left", "right"):  # upper arms reach under their forearms at the elbow
         elbow = body.ext[JOINT[f"{side}_elbow"]]
-        near_elbow = np.linalg.norm(q - elbow, axis=-1) < 2.5 * body.radius[f"{side}_upper_arm"]
+        near_elbow = np.linalg.norm(q - elbow, axis=-1) < 1.5 * body.radius[f"{side}_upper_arm"]
         ext[f"{side}_upper_arm"] |= near_elbow & core[f"{side}_forearm"]
     for side in ("left", "right"):
         leg_zone = body.segments[f"{side}_thigh"]
@@ -427,7 +444,11 @@ def build_layers(
             alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * np.minimum(soft * 2, 1.0)
         else:
             alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * soft
-        rgb = torso_rgb if name == "torso" else person_rgb
+        if name.endswith("upper_arm"):  # the shoulder cap is drawn by the torso layer, not the turning arm
+            share = _joint_share(q, body, f"{name.split('_')[0]}_shoulder", name)
+            alpha *= np.clip((0.75 - share) / 0.25, 0.0, 1.0).astype(np.float32)
+        # The torso layer shows the real shoulders/neck where it reaches under them, its own fill elsewhere.
+        rgb = np.where(seam_ext[..., None], person_rgb, torso_rgb) if name == "torso" else person_rgb
         texture = np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
         reliability = np.where(core[name], 1.0, HIDDEN_RELIABILITY).astype(np.float32)
         alpha_low = _downsample(alpha, scale, h)
@@ -443,7 +464,7 @@ def build_layers(
         layers.append(SourceLayer(
             name=name, texture=texture, alpha_low=alpha_low, reliability_low=np.clip(rel_low, 0, 1),
             weights_low=weights_grid, vertices=vertices,
-            vertex_weights=vw, triangles=triangles, priority=np.round(depth).astype(np.int16),
+            vertex_weights=vw, pivots=_pivots(vw, body), triangles=triangles, priority=np.round(depth).astype(np.int16),
         ))  # fmt: skip
     bg_rel = np.where(bg_known, 1.0, HIDDEN_RELIABILITY).astype(np.float32)
     return SourceLayers(

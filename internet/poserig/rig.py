@@ -178,7 +178,9 @@ class PoseRig:
         bone_weights[..., 0] = 1.0
         flow = self._identity.copy()
         for layer, low in zip(src.layers, self._low_maps):
-            moved = output_to_grid(skin_vertices(layer.vertices, layer.vertex_weights, affines), k)
+            moved = output_to_grid(
+                skin_vertices(layer.vertices, layer.vertex_weights, affines, layer.pivots), k
+            )
             # Work only inside the layer's bounding box on the lattice (a 3-cell margin for the extension).
             gx0, gy0 = np.maximum(np.floor(moved.min(axis=0)).astype(int) - 3, 0)
             gx1, gy1 = np.minimum(np.ceil(moved.max(axis=0)).astype(int) + 4, h)
