@@ -464,7 +464,8 @@ def build_layers(
         layers.append(SourceLayer(
             name=name, texture=texture, alpha_low=alpha_low, reliability_low=np.clip(rel_low, 0, 1),
             weights_low=weights_grid, vertices=vertices,
-            vertex_weights=vw, pivots=_pivots(vw, body), triangles=triangles, priority=np.round(depth).astype(np.int16),
+            vertex_weights=vw, pivots=_pivots(vw, body), triangles=triangles,
+            priority=np.round(depth).astype(np.int16),
         ))  # fmt: skip
     bg_rel = np.where(bg_known, 1.0, HIDDEN_RELIABILITY).astype(np.float32)
     return SourceLayers(
