@@ -287,6 +287,16 @@ def test_limb_angle_correlation_definition() -> None:
     assert abs(limb_angle_correlation(seq, mirrored)) < 0.6  # unrelated motion
 
 
+def test_rig_without_a_person_mask_uses_the_skeleton() -> None:
+    image, _ = draw_figure(STANDING)
+    rig = PoseRig(image, _landmarks(STANDING), RigOptions(smooth=False))
+    rig.set_reference(_landmarks(STANDING))
+    still, _ = rig.render(_landmarks(STANDING), "keep")
+    raised, motion = rig.render(_landmarks(_pose(left_arm=-100)), "keep")
+    assert np.abs(still.astype(np.float32) - image).mean() < 5.0  # the capsule mask is only approximate
+    assert np.abs(raised.astype(np.float32) - image).mean() > 1.0 and motion.weights.shape[0] == 11
+
+
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 

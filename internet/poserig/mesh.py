@@ -8,12 +8,21 @@ interpolating each vertex's *source* position barycentrically, which gives a bac
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 FAR = -1.0e5  # a source coordinate far outside the image: samples there are transparent
 
 _BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+@functools.cache
+def _offsets(bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets (1, bucket**2) covering a bucket x bucket box, x then y."""
+    oy, ox = np.mgrid[0:bucket, 0:bucket].astype(np.int32)
+    return ox.reshape(1, -1), oy.reshape(1, -1)
 
 
 def skin_vertices(
@@ -62,16 +71,18 @@ def rasterise(
     """
     out = np.zeros((h * w, 2), np.float32)
     covered = np.zeros(h * w, bool)
-    lo = np.floor(xy.min(axis=1)).astype(np.int64)
-    hi = np.ceil(xy.max(axis=1)).astype(np.int64)
+    xy = xy.astype(np.float32)
+    lo = np.floor(xy.min(axis=1)).astype(np.int32)
+    hi = np.ceil(xy.max(axis=1)).astype(np.int32)
     on_grid = (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < w) & (lo[:, 1] < h)
     lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, [w - 1, h - 1])
+    hi = np.minimum(hi, np.array([w - 1, h - 1], np.int32))
     extent = (hi - lo).max(axis=1) + 1
-    a, b, c = xy[:, 0], xy[:, 1], xy[:, 2]
-    v0, v1 = b - a, c - a
+    a = xy[:, 0]
+    v0, v1 = xy[:, 1] - a, xy[:, 2] - a
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
     usable = on_grid & (np.abs(den) > 1e-9)
+    inv_den = np.where(usable, 1.0 / np.where(usable, den, 1.0), 0.0).astype(np.float32)
     idx_parts, val_parts, pri_parts = [], [], []
     previous = 0
     for bucket in _BUCKETS:
@@ -81,20 +92,22 @@ def rasterise(
         previous = bucket
         if len(sel) == 0:
             continue
-        oy, ox = np.mgrid[0:bucket, 0:bucket]
-        px = lo[sel, 0, None] + ox.ravel()[None]
-        py = lo[sel, 1, None] + oy.ravel()[None]
+        ox, oy = _offsets(bucket)
+        px = lo[sel, 0, None] + ox
+        py = lo[sel, 1, None] + oy
         dx, dy = px - a[sel, 0, None], py - a[sel, 1, None]
-        inv = 1.0 / den[sel, None]
+        inv = inv_den[sel, None]
         l1 = (dx * v1[sel, 1, None] - v1[sel, 0, None] * dy) * inv
         l2 = (v0[sel, 0, None] * dy - dx * v0[sel, 1, None]) * inv
-        l0 = 1.0 - l1 - l2
         eps = -1e-4
-        inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps) & (px <= hi[sel, 0, None]) & (py <= hi[sel, 1, None])
+        inside = (l1 >= eps) & (l2 >= eps) & (l1 + l2 <= 1.0 - eps) & (px < w) & (py < h)
         t_idx, k_idx = np.nonzero(inside)
         tri = sel[t_idx]
-        lam = np.stack([l0[t_idx, k_idx], l1[t_idx, k_idx], l2[t_idx, k_idx]], axis=1)
-        val_parts.append(np.einsum("nk,nkc->nc", lam, uv[tri]))
+        b1, b2 = l1[t_idx, k_idx, None], l2[t_idx, k_idx, None]
+        corners = uv[tri]
+        val_parts.append(
+            corners[:, 0] + b1 * (corners[:, 1] - corners[:, 0]) + b2 * (corners[:, 2] - corners[:, 0])
+        )
         idx_parts.append(py[t_idx, k_idx] * w + px[t_idx, k_idx])
         pri_parts.append(priority[tri])
     if idx_parts:

@@ -124,6 +124,7 @@ class PoseRig:
         h, k = self.source.grid, self.source.scale
         centres = (np.arange(h) + 0.5) * k - 0.5
         self._low_maps = [np.dstack([layer.alpha_low, layer.reliability_low]) for layer in self.source.layers]
+        self._background = self.source.background.astype(np.float32)
         self._identity = np.stack(np.meshgrid(centres, centres), axis=-1).astype(np.float32)
 
     # -- driving side --------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ class PoseRig:
         s, k, h = self.size, src.scale, src.grid
         affines = bone_affines(src.points, pose)
         if background == "keep":
-            out = src.background.astype(np.float32)
+            out = self._background.copy()
         else:
             out = np.empty((s, s, 3), np.float32)
             out[:] = BACKGROUND_COLOURS[background]
@@ -218,7 +219,7 @@ class PoseRig:
             bone_weights[sub] *= 1.0 - a_low
             bone_weights[sub][..., 1:] += layer_w * a_low
             flow[sub] += (np.where(covered[..., None], grid_map, flow[sub]) - flow[sub]) * a_low
-        output = np.clip(out, 0, 255).round().astype(np.uint8)
+        output = cv2.convertScaleAbs(out)  # rounds and saturates to uint8
         weights = np.concatenate([bone_weights[..., :1], bone_weights[..., 1:] @ _BONE_TO_ANCHOR.T], axis=-1)
         return output, self._motion(pose, affines, weights, flow, confidence)
 
