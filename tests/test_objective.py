@@ -359,3 +359,20 @@ def test_loss_terms_under_bf16_autocast_stay_close_to_float32():
     half = dict(step.losses.scalars())
     for name in ("perceptual", "adversarial", "feature_matching", "total"):
         assert half[name] == pytest.approx(full[name], rel=0.05), name
+
+
+def test_temporal_reference_previous_frame_compares_with_the_real_previous_frame():
+    """Eq 2-4 read literally: the reference is the real I_{t-1}, and no second generator pass runs."""
+    current, previous, flow, valid = _shifted_pair(1, 0, size=64)
+    config = LossConfig(temporal="extrinsic", temporal_reference="previous_frame")
+    objective = Objective.build(config, torch.device("cpu"))
+    model = INTERNet(load_config("tiny"))
+    disc = MultiScaleDiscriminator(model.config.discriminator).requires_grad_(False)
+    batch = _Batch(previous, current, previous, flow, valid)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    step = objective.generator_step(model, model.detect, disc, batch, torch.Generator().manual_seed(0))
+    assert len(calls) == 1  # no second generator pass
+    assert step.previous_prediction is previous
+    expected = temporal_loss(step.output.prediction, previous, flow, valid)
+    assert torch.allclose(step.losses.temporal, expected)

@@ -55,6 +55,9 @@ class LossConfig:
     equivariance_value: float = 10.0  # lambda_covar, anchor term of Eq 11
     equivariance_jacobian: float = 10.0  # lambda_covar, Jacobian term of Eq 11
     temporal_weight: float = 10.0  # lambda_reg of Eq 1
+    # What O_t is compared with after warping: the generated O_{t-1} (the definition, two generator
+    # passes) or the real frame I_{t-1} (Eq 2-4 read literally; one pass).
+    temporal_reference: Literal["previous_output", "previous_frame"] = "previous_output"
     vgg_weights: str = ""  # path to VGG-19 weights (torchvision layout, .pth or .safetensors); "" = none
     tps_sigma_affine: float = 0.05  # random transform T of Eq 10-11 (FOMM values)
     tps_sigma_tps: float = 0.005

@@ -300,6 +300,7 @@ class Objective:
     ``generator_step``: O_t = G(S, D_t) (through the possibly DDP-wrapped ``model``), O_{t-1} = G(S, D_{t-1})
     without gradients (the previous output is a fixed reference, like I_{t-1} in Eq 2-4; this also halves
     the cost of the second pass), the anchors of a TPS-warped D_t, and the discriminator on O_t and I_t.
+    With ``temporal_reference: previous_frame`` the real I_{t-1} is the reference and no second pass runs.
     """
 
     def __init__(self, config: LossConfig, appearance: PerceptualLoss | PixelPerceptualLoss) -> None:
@@ -327,7 +328,10 @@ class Objective:
                 f"multi-scale L1 + (1 - MS-SSIM) x {c.perceptual}; the Gram style loss (Eq 8-9) is OFF"
             ]
         scheme = {"none": "none (a)", "extrinsic": "extrinsic, Eq 3 (b)", "intrinsic": "intrinsic, Eq 4 (c)"}
-        lines.append(f"temporal regularisation: {scheme[c.temporal]} x {c.temporal_weight}")
+        reference = "O_t-1" if c.temporal_reference == "previous_output" else "I_t-1"
+        lines.append(
+            f"temporal regularisation: {scheme[c.temporal]} x {c.temporal_weight}, against warped {reference}"
+        )
         lines.append(
             f"weights: adversarial (LSGAN) {c.adversarial}, feature matching {c.feature_matching}, "
             f"equivariance {c.equivariance_value} + {c.equivariance_jacobian}"
@@ -363,7 +367,9 @@ class Objective:
         c = self.config
         source, driving = batch.source, batch.driving
         previous = None
-        if c.temporal != "none":
+        if c.temporal != "none" and c.temporal_reference == "previous_frame":
+            previous = batch.previous  # Eq 2-4 literally: I_{t-1}
+        elif c.temporal != "none":
             with torch.no_grad():
                 previous = model(source, batch.previous).prediction.detach()
         out = model(source, driving)
