@@ -7,7 +7,7 @@ source produced a frame. Coordinates follow the model's convention: normalised t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,7 +22,19 @@ class FrameMotion:
     jacobians_driving: np.ndarray  # (K, 2, 2)
     weights: np.ndarray  # (K+1, h, w) soft weights; index 0 is the background/identity term; sum to 1
     flow: np.ndarray  # (h, w, 2) sampling grid: driving pixel -> source coordinates in [-1, 1]
-    confidence: np.ndarray  # (h, w) confidence map M in [0, 1]
+    confidence: np.ndarray  # (h, w) confidence map M in [0, 1], the finest level
+    confidence_levels: tuple[np.ndarray, ...] = field(default=())  # M^0, M^1, M^2 coarse to fine, when known
+
+    @property
+    def num_levels(self) -> int:
+        """How many confidence-pyramid levels this frame has (1 for a single map)."""
+        return max(1, len(self.confidence_levels))
+
+    def confidence_at(self, level: int) -> np.ndarray:
+        """M^level of the pyramid (0 = coarsest); the single map when no pyramid is known."""
+        if not self.confidence_levels:
+            return self.confidence
+        return self.confidence_levels[min(max(level, 0), len(self.confidence_levels) - 1)]
 
 
 @dataclass

@@ -100,6 +100,7 @@ class ModelSource:
             weights=_np(out.weights[0]),
             flow=_np(out.flows[-1][0]),
             confidence=_np(out.confidences[-1][0, 0]),
+            confidence_levels=tuple(_np(c[0, 0]) for c in out.confidences),
         )
         return image, motion
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -208,3 +209,15 @@ def test_parse_overrides_nests_and_types():
     assert parse_overrides(["a.b=1", "a.c=0.5", "d=[1, 2]", "e=x"]) == {"a": {"b": 1, "c": 0.5}, "d": [1, 2], "e": "x"}
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])
+
+
+def test_frame_motion_exposes_the_confidence_pyramid():
+    from internet.frames import FrameMotion
+
+    levels = tuple(np.full((4 * 2**i, 4 * 2**i), i / 2, np.float32) for i in range(3))
+    m = FrameMotion(*(np.zeros(1),) * 6, confidence=levels[-1], confidence_levels=levels)
+    assert m.num_levels == 3
+    assert m.confidence_at(0).shape == (4, 4) and m.confidence_at(1)[0, 0] == 0.5
+    assert m.confidence_at(9) is levels[-1]
+    single = FrameMotion(*(np.zeros(1),) * 6, confidence=levels[0])
+    assert single.num_levels == 1 and single.confidence_at(2) is levels[0]
