@@ -258,6 +258,9 @@ def _labels(body: _Body, size: int, mask: np.ndarray, image: np.ndarray) -> np.n
     labels[is_leg & (below_pelvis < body.hem)] = torso  # the garment covers the legs down to its hem
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     torso_pixels = (labels == torso) & mask
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~mask
+    c_bg = np.median(lab[ring], axis=0) if ring.sum() > 4 else None
+    gap = np.zeros_like(mask)
     for side in ("left", "right"):  # an arm lying on the body still belongs to the arm
         upper, fore = score[f"{side}_upper_arm"], score[f"{side}_forearm"]
         arm = np.minimum(upper, fore)
@@ -269,9 +272,17 @@ def _labels(body: _Body, size: int, mask: np.ndarray, image: np.ndarray) -> np.n
             closer = np.linalg.norm(lab - c_torso, axis=-1) < np.linalg.norm(lab - c_arm, axis=-1)
             closer = cv2.medianBlur(closer.astype(np.uint8), 3).astype(bool)
             inside &= ~(band & closer & (np.linalg.norm(c_arm - c_torso) > 10.0))
+            if c_bg is not None:  # the mask often swallows the thin gap between an arm and the body
+                d_bg = np.linalg.norm(lab - c_bg, axis=-1)
+                like_bg = (d_bg < np.linalg.norm(lab - c_arm, axis=-1)) & (
+                    d_bg < np.linalg.norm(lab - c_torso, axis=-1)
+                )
+                like_bg = cv2.medianBlur(like_bg.astype(np.uint8), 3).astype(bool) & band
+                gap |= like_bg & (np.linalg.norm(c_arm - c_bg) > 10.0)
+                inside &= ~gap
         labels[inside] = LAYER_NAMES.index(f"{side}_upper_arm")
         labels[inside & (fore <= upper)] = LAYER_NAMES.index(f"{side}_forearm")
-    labels[~mask] = -1
+    labels[~mask | gap] = -1
     return labels
 
 
@@ -395,6 +406,9 @@ def build_layers(
     person = soft > 0.5
     body = _body(points, person)
     labels = _labels(body, size, person, source_rgb)
+    gap = person & (labels < 0)  # background the mask took for person (between an arm and the body)
+    person &= ~gap
+    soft = np.where(gap, 0.0, soft).astype(np.float32)
     core = {name: labels == i for i, name in enumerate(LAYER_NAMES)}
     t_px = body.torso
 
@@ -427,8 +441,9 @@ def build_layers(
     del person_u8
 
     # Textures: colours extended past each region's edge so bilinear sampling never pulls in background.
-    seen = cv2.erode(person.astype(np.uint8), disk(1)).astype(bool)
-    person_rgb = fill_from(source_rgb, seen)
+    # Colours come from solidly-person pixels only (the mask's fringe mixes in the photo's background).
+    seen = cv2.erode((soft > 0.9).astype(np.uint8), disk(1)).astype(bool)
+    person_rgb = fill_from(source_rgb, seen & ~core["torso"])
     torso_rgb = fill_from(source_rgb, seen & core["torso"])
     bg_known = ~cv2.dilate(person.astype(np.uint8), disk(max(2, size / 128))).astype(bool)
     background = fill_from(source_rgb, bg_known) if bg_known.any() else np.full_like(source_rgb, 255)
@@ -439,11 +454,9 @@ def build_layers(
     layers = []
     for name in LAYER_NAMES:
         region = ext[name].astype(np.float32)
-        if name == "torso":  # a binary edge: the mask's soft fringe between arm and body must not linger
-            region *= soft > 0.75
-            alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * np.minimum(soft * 2, 1.0)
-        else:
-            alpha = cv2.GaussianBlur(region, (0, 0), max(0.6, size / 512)) * soft
+        # A hard edge (thresholded, then softened by a pixel): the mask's blurry fringe between an arm and
+        # the body is background, and must neither linger when the arm leaves nor follow it as a ghost.
+        alpha = cv2.GaussianBlur(region * (soft > 0.8), (0, 0), max(0.6, size / 512))
         if name.endswith("upper_arm"):  # the shoulder cap is drawn by the torso layer, not the turning arm
             share = _joint_share(q, body, f"{name.split('_')[0]}_shoulder", name)
             alpha *= np.clip((0.75 - share) / 0.25, 0.0, 1.0).astype(np.float32)
