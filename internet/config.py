@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import yaml
 from internet.errors import ConfigError
 
 T = TypeVar("T")
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; people mean the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -218,18 +222,20 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    """Recursively update the nested mapping ``dst`` with ``src`` (sub-mappings are copied, not shared)."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            dst[k] = dict(dst[k])
+            deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
 def merge(config: T, data: dict[str, Any], where: str = "config") -> T:
     """Return ``config`` updated by the (possibly nested, partial) mapping ``data``."""
     base = to_dict(config)
-
-    def deep(dst: dict[str, Any], src: dict[str, Any]) -> None:
-        for k, v in src.items():
-            if isinstance(v, dict) and isinstance(dst.get(k), dict):
-                deep(dst[k], v)
-            else:
-                dst[k] = v
-
-    deep(base, data)
+    deep_update(base, data)
     return from_dict(type(config), base, where)
 
 

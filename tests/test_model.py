@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -221,3 +222,19 @@ def test_frame_motion_exposes_the_confidence_pyramid():
     assert m.confidence_at(9) is levels[-1]
     single = FrameMotion(*(np.zeros(1),) * 6, confidence=levels[0])
     assert single.num_levels == 1 and single.confidence_at(2) is levels[0]
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """YAML 1.1 reads 1e-4 as a string; a float field must still take it."""
+    from internet.config import DiscriminatorConfig, from_dict
+
+    @dataclasses.dataclass
+    class Opt:
+        lr: float = 1.0
+
+    assert from_dict(Opt, parse_overrides(["lr=1e-4"])).lr == 1e-4
+    assert from_dict(Opt, {"lr": "2E3"}).lr == 2000.0
+    with pytest.raises(ConfigError, match="number"):
+        from_dict(Opt, {"lr": "fast"})
+    with pytest.raises(ConfigError, match="integer"):
+        from_dict(DiscriminatorConfig, {"num_scales": "1e2"})

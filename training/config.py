@@ -13,12 +13,20 @@ wrong types are errors naming the offending key.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from internet.config import PRESETS, ModelConfig, from_dict, merge, parse_overrides, read_mapping, to_dict
+from internet.config import (
+    PRESETS,
+    ModelConfig,
+    deep_update,
+    from_dict,
+    merge,
+    parse_overrides,
+    read_mapping,
+    to_dict,
+)
 from internet.errors import ConfigError
 
 Temporal = Literal["none", "extrinsic", "intrinsic"]
@@ -117,8 +125,7 @@ def load_experiment(path: str | Path | None, overrides: list[str] | tuple[str, .
     """Defaults -> YAML file -> ``key=value`` overrides (``model.preset`` may be overridden too)."""
     data: dict[str, Any] = read_mapping(path) if path is not None else {}
     where = str(path) if path is not None else "config"
-    _deep_update(data, parse_overrides(overrides))
-    data = _exponent_floats(data)
+    deep_update(data, parse_overrides(overrides))
     model_data = data.pop("model", {}) or {}
     if not isinstance(model_data, dict):
         raise ConfigError(f"{where}: model must be a mapping")
@@ -137,35 +144,12 @@ def load_experiment(path: str | Path | None, overrides: list[str] | tuple[str, .
 
 def with_overrides(config: ExperimentConfig, overrides: list[str] | tuple[str, ...]) -> ExperimentConfig:
     """``config`` updated by ``key=value`` strings (used for the CLI shortcuts such as ``--temporal``)."""
-    return merge(config, _exponent_floats(parse_overrides(overrides)), "override") if overrides else config
-
-
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def _exponent_floats(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-4`` (no dot) as a string; treat such strings as the numbers people mean."""
-    if isinstance(value, dict):
-        return {k: _exponent_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_exponent_floats(v) for v in value]
-    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
-        return float(value)
-    return value
+    return merge(config, parse_overrides(overrides), "override") if overrides else config
 
 
 def experiment_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain nested dict (JSON/YAML-able); ``load_experiment`` of its YAML gives ``config`` back."""
     return to_dict(config)
-
-
-def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            dst[k] = dict(dst[k])
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
 
 
 def replace(config: ExperimentConfig, **sections: dict[str, Any]) -> ExperimentConfig:
