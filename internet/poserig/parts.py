@@ -2,18 +2,24 @@
 
 The person (source photo + mask + joints) is split into layers drawn back to front:
 
-    left leg, right leg, torso/garment, head, left arm, right arm
+    left leg, right leg, torso/garment, head, left upper arm, left forearm, right upper arm, right forearm
+
+Labels: nearest body part by capsule-normalised distance (capsules centred one typical half-width inside
+each limb's outer edge, since landmarks sit off-centre), refined by colour where an arm lies on the body,
+and with the mask's thin false "person" gap between an arm and the body dropped.
 
 Each layer has a *core* (the pixels it owns) and a hidden *extension* under the layers in front of it, so
 that part seams never open onto the background: the torso layer covers the whole silhouette under the
-arms (what an arm hides is filled from the torso's own colours) and reaches under the head and shoulders;
-the legs reach up under the garment. Long garments (rows below the hips where the gap between the legs is
-covered) belong to the torso layer and are skinned smoothly to the pelvis, thighs and shins, so a dress
-follows the legs instead of splitting between them.
+arms (what an arm hides is filled from the torso's own colours), reaches under the head and shoulders
+(with the real shoulder pixels: the shoulder cap is drawn by the torso, not by the turning upper arm),
+the upper arms reach under their forearms at the elbow and the legs reach up under the garment. Long
+garments (rows below the hips where the gap between the legs is covered) belong to the torso layer and
+are skinned smoothly to the pelvis, thighs and shins, so a dress follows the legs instead of splitting.
 
-Skinning weights are computed in *source* space (forward skinning): a soft-min over each bone's distance,
-restricted to the bones that may move the layer (an arm lying on the dress is not moved by the dress).
-Each layer is triangulated on a regular grid (two triangles per cell) that never spans two layers.
+Skinning weights are computed in *source* space (forward skinning), per layer, from the bones that may
+move it (an arm lying on the dress does not drag the dress). Each layer is triangulated on a regular
+lattice (two triangles per cell) that never spans two layers; a vertex blending two bones that share a
+joint remembers that joint as its pivot, for angle-blended skinning (:func:`mesh.skin_vertices`).
 """
 
 from __future__ import annotations
@@ -30,17 +36,6 @@ LAYER_NAMES: tuple[str, ...] = (
     "left_leg", "right_leg", "torso", "head",
     "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm",
 )  # fmt: skip
-LAYER_BONES: dict[str, tuple[str, ...]] = {
-    "left_leg": ("pelvis", "left_thigh", "left_shin"),
-    "right_leg": ("pelvis", "right_thigh", "right_shin"),
-    "torso": ("chest", "pelvis", "head", "left_upper_arm", "right_upper_arm",
-              "left_thigh", "right_thigh", "left_shin", "right_shin"),
-    "head": ("chest", "head"),
-    "left_upper_arm": ("chest", "left_upper_arm", "left_forearm"),
-    "left_forearm": ("chest", "left_upper_arm", "left_forearm"),
-    "right_upper_arm": ("chest", "right_upper_arm", "right_forearm"),
-    "right_forearm": ("chest", "right_upper_arm", "right_forearm"),
-}  # fmt: skip
 # Draw order inside a layer where it folds over itself: forearms/shins over upper arms/thighs over torso.
 BONE_DEPTH = np.array([0, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2], np.float32)  # SKIN_BONES order
 # Typical limb half-widths as a fraction of the torso length (hands and feet are covered by the capsules).
@@ -118,11 +113,6 @@ def _inside_polygon(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
 
 def _edge_distance(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return np.min([segment_distance(q, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))], axis=0)
-
-
-def polygon_depth(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """How far points q (..., 2) lie inside a polygon (0 outside)."""
-    return np.where(_inside_polygon(q, poly), _edge_distance(q, poly), 0.0)
 
 
 def polygon_distance(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
@@ -306,10 +296,10 @@ def _joint_share(q: np.ndarray, body: _Body, joint: str, segment: str) -> np.nda
 def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
     """(..., B) skinning weights of source points q for one layer (zeros for bones it may not use).
 
-    Limbs: a soft-min over their own segments, handed over to the chest (shoulder) or pelvis (hip) by a
-    ramp around the root joint. Torso: a soft-min over torso, head and (for garments, with a wider blend
-    further below the pelvis) thighs and shins, plus the same shoulder ramps within ~0.2 torso lengths of
-    each shoulder, so the torso and arm layers move identically where they meet.
+    Limbs: a soft-min over their own two segments, handed over to the chest (shoulder) or pelvis (hip) by
+    a ramp around the root joint. Head: chest and head. Torso: a soft-min over torso, head and (for
+    garments, with a blend that widens below the pelvis) thighs and shins; never the arms, so a dress
+    does not follow an arm lying on it. Chest and pelvis share the torso's weight along the spine.
     """
     d = _group_distances(q, body)
     t_len = body.torso
