@@ -25,6 +25,9 @@ weights and flow frame by frame, then **Render** at full resolution. A from-scra
 DIAGNOSTICS = """Temporal warp error: consecutive outputs compared after removing the driver's own motion
 (optical flow), weighted by the confidence map M. Flicker shows as spikes and hot spots."""
 CSS = ".tile img { object-fit: contain; } #status { min-height: 2em; }"
+THEME = gr.themes.Soft(
+    font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+)
 PRIVATE = {"api_visibility": "private"}  # UI-only events: not part of the named API
 QUICK = {**PRIVATE, "show_progress": "hidden", "trigger_mode": "always_last", "concurrency_limit": None}
 
@@ -124,7 +127,7 @@ def launch(demo: gr.Blocks, limits: StudioLimits | None = None, **kwargs) -> tup
     """Queue with the server's limits and start serving (``kwargs`` go to ``Blocks.launch``)."""
     limits = limits or StudioLimits.from_env()
     demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.render_concurrency)
-    return demo.launch(max_file_size=limits.max_file_size, css=CSS, theme=gr.themes.Soft(), **kwargs)
+    return demo.launch(max_file_size=limits.max_file_size, css=CSS, theme=THEME, **kwargs)
 
 
 if __name__ == "__main__":

@@ -282,12 +282,12 @@ class Studio:
 
     def export(
         self, preview: PreviewSession | None, index: float, request: gr.Request | None = None
-    ) -> list[str]:
-        """PNG of the overlay panel at ``index`` and the preview's anchors JSON."""
+    ) -> gr.File:
+        """A file list with the PNG of the overlay panel at ``index`` and the preview's anchors JSON."""
         if preview is None or not preview.frames:
             raise gr.Error("Run a preview first, then export its overlays", print_exception=False)
         with self.folders.new(_session(request)) as folder:
-            return [str(p) for p in export_frame(preview, int(index), folder)]
+            return gr.File(value=[str(p) for p in export_frame(preview, int(index), folder)], visible=True)
 
     def diagnostics(self, preview: PreviewSession | None, render: WarpErrorSeries | None, index: float):
         """(warp error plot data, the chosen preview frame's warp-error heatmap, the frame slider)."""

@@ -60,7 +60,7 @@ def settings_accordion(limits: StudioLimits, has_model: bool) -> SettingsInputs:
     with gr.Accordion("Settings", open=False, elem_id="settings"):
         with gr.Row():
             motion = gr.Radio(motions, value=default.motion, label="Motion source", info=info)
-            size = gr.Radio(list(SIZES), value=default.size, label="Output size (px)")
+            size = gr.Radio(list(SIZES), value=default.size, label="Output size (px)", elem_id="size")
         with gr.Row():
             mode = gr.Radio(
                 list(MODES),
@@ -76,8 +76,11 @@ def settings_accordion(limits: StudioLimits, has_model: bool) -> SettingsInputs:
                 value=min(default.max_seconds, limits.max_seconds),
                 step=1,
                 label="Max seconds",
+                elem_id="max-seconds",
             )
-            fps = gr.Slider(0, 60, value=default.fps, step=1, label="Frame rate", info="0: the video's own")
+            fps = gr.Slider(
+                0, 60, value=default.fps, step=1, label="Frame rate", info="0: the video's own", elem_id="fps"
+            )
         with gr.Row():
             best = gr.Checkbox(
                 default.best_frame,
@@ -123,7 +126,7 @@ def inspection_panel(preview_seconds: float) -> InspectionPanel:
                 )
                 for title in INSPECTION_TITLES[3 * row : 3 * row + 3]
             ]
-    exported = gr.File(label="Overlays PNG + anchors JSON", file_count="multiple", height=80)
+    exported = gr.File(label="Overlays PNG + anchors JSON", file_count="multiple", visible=False)
     return InspectionPanel(video, frame, anchors, level, export, tiles, exported)
 
 

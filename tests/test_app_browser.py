@@ -1,0 +1,149 @@
+"""The app in a real browser: Debian's chromium driven by Playwright (skipped when chromium is absent).
+
+Loads the page, picks an example photo and clip, runs Preview, moves the frame slider, runs Render, waits
+for the video, and checks that a text file uploaded as the video shows the pipeline's error in the page.
+Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("playwright")
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+CHROMIUM = Path(os.environ.get("INTERNET_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+    "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    import app
+    from internet.pipeline import Animator
+    from internet.studio import Studio
+    from internet.studio_settings import StudioLimits
+
+    limits = StudioLimits(max_seconds=30, preview_seconds=1.0)
+    studio = Studio(Animator(None), limits, work_root=tmp_path_factory.mktemp("work"))
+    demo = app.build_demo(studio)
+    _, local_url, _ = app.launch(demo, limits, server_name="127.0.0.1", server_port=_free_port(),
+                                 prevent_thread_lock=True, quiet=True)  # fmt: skip
+    yield local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh profile: no state from other runs
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1440, "height": 1000},
+        )  # fmt: skip
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#preview-btn")
+    yield page
+    page.close()
+
+
+def test_preview_inspect_and_render_an_example(page: Page):
+    page.screenshot(path=str(ARTIFACTS / "01-loaded.png"), full_page=True)
+    page.locator("#photo-examples button").first.click()
+    page.locator("#clip-examples button").first.click()
+    expect(page.locator("#source img")).to_be_visible()
+    expect(page.locator("#driving video")).to_have_count(1)
+
+    # Short runs keep the test fast: 1 s at 10 fps, 256².
+    page.locator("#settings button").first.click()
+    _set_number(page, "#max-seconds", 1)
+    _set_number(page, "#fps", 10)
+    page.locator("#size label", has_text="256").click()
+
+    page.locator("#preview-btn").click()
+    expect(page.locator("#preview-video video")).to_have_attribute("src", _any, timeout=120_000)
+    tile = page.locator(".tile img").first
+    expect(tile).to_be_visible(timeout=30_000)
+    expect(page.locator("#status")).to_contain_text("10 frames")
+    page.screenshot(path=str(ARTIFACTS / "02-preview.png"), full_page=True)
+
+    before = page.locator(".tile img").nth(5).get_attribute("src")
+    _set_number(page, "#frame", 7)
+    expect(page.locator(".tile img").nth(5)).not_to_have_attribute("src", before or "", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "03-frame-7.png"), full_page=True)
+
+    page.locator("#render-btn").click()
+    expect(page.locator("#result-video video")).to_have_attribute("src", _any, timeout=120_000)
+    expect(page.locator("#status")).to_contain_text("Render")
+    page.wait_for_timeout(1000)  # let the video's first frame paint for the screenshot
+    page.screenshot(path=str(ARTIFACTS / "04-render.png"), full_page=True)
+    assert _not_blank(ARTIFACTS / "04-render.png")
+
+
+def test_a_text_file_as_the_video_shows_an_error(page: Page, tmp_path):
+    page.locator("#photo-examples button").first.click()
+    # The upload widget itself refuses a .txt with a warning...
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a video\n")
+    page.locator("#driving input[type=file]").set_input_files(str(notes))
+    expect(page.get_by_text("Invalid file type: notes.txt")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "05-text-file-refused.png"))
+    # ...and text named like a video reaches the pipeline, whose one-line error is shown.
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video either\n")
+    page.locator("#driving input[type=file]").set_input_files(str(fake))
+    expect(page.locator("#driving video")).to_have_count(1)
+    page.locator("#preview-btn").click()
+    expect(page.get_by_text("notes.mp4 is not a video")).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "06-not-a-video.png"))
+    assert "Traceback" not in page.content()
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+_any = __import__("re").compile(r".+")
+
+
+def _set_number(page: Page, elem_id: str, value: float) -> None:
+    box = page.locator(f"{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def _not_blank(path: Path) -> bool:
+    pixels = np.asarray(Image.open(path).convert("L"), np.float32)
+    return float(pixels.std()) > 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
