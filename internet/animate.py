@@ -128,14 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         animator = Animator.from_pretrained(checkpoint, device=args.device)
         result = animator.animate(args.source, args.driving, options, outputs, progress=progress)
     except InputError as error:
+        _close(bars)  # clear the progress bar first, or the message is glued to the end of its line
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Cancelled):
+        _close(bars)
         print("interrupted: no output written", file=sys.stderr)
         return 130
     finally:
-        for bar in bars.values():
-            bar.close()
+        _close(bars)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     audio = "with audio" if result.has_audio else "no audio"
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None:
             print(f"wrote {path}")
     return 0
+
+
+def _close(bars: dict) -> None:
+    """Close (and, with leave=False, erase) every progress bar; safe to call twice."""
+    for bar in bars.values():
+        bar.close()
 
 
 def _check_outputs(outputs, args: argparse.Namespace) -> None:
