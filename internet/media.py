@@ -259,6 +259,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 def _container_frame_count(path: Path, fps: float, duration: float | None) -> int:
     import cv2
 
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # else OpenCV's FFmpeg prints decode errors on fd 2
     capture = cv2.VideoCapture(str(path))
     try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
@@ -287,8 +288,27 @@ class _StderrTail:
         stream.close()
 
     def text(self) -> str:
+        """The informative part of ffmpeg's last lines, for one line of an error message (may be empty)."""
         self._thread.join(timeout=2)
-        return " ".join(line for line in self.lines if line)
+        return _ffmpeg_message(self.lines)
+
+
+_FFMPEG_TAG = re.compile(r"\[[^\]]*@ 0x[0-9a-f]+\]\s*")  # "[h264 @ 0x55d0...] "
+_FFMPEG_BOILERPLATE = re.compile(
+    r"^(Task finished|Terminating thread|Nothing was written|Could not open encoder|Conversion failed"
+    r"|Error while)"
+)
+
+
+def _ffmpeg_message(lines: list[str], keep: int = 2) -> str:
+    """ffmpeg's error lines without ``[codec @ 0x...]`` tags, thread bookkeeping and repeats: the first
+    ``keep`` distinct ones, joined (was: every line verbatim, addresses included)."""
+    found: list[str] = []
+    for line in lines:
+        text = _FFMPEG_TAG.sub("", line).strip().rstrip(".")
+        if text and not _FFMPEG_BOILERPLATE.match(text) and text not in found:
+            found.append(text)
+    return "; ".join(found[:keep])[:160]
 
 
 class VideoReader:
