@@ -103,6 +103,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             api_name="preview",
             concurrency_id="preview",
             concurrency_limit=limits.preview_concurrency,
+            show_progress_on=panel.video,
         )
         preview.success(studio.inspect, *inspect_io, **QUICK).success(studio.diagnostics, *diag_io, **QUICK)
         render = render_btn.click(lambda: gr.Tabs(selected="render"), None, out_tabs, queue=False, **PRIVATE)
@@ -113,6 +114,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             api_name="render",
             concurrency_id="render",
             concurrency_limit=limits.render_concurrency,
+            show_progress_on=rendered.result,
         )
         render.success(studio.diagnostics, *diag_io, **QUICK)
         cancel_btn.click(studio.cancel, None, None, queue=False, cancels=[preview, render], **PRIVATE)

@@ -290,18 +290,19 @@ class Studio:
             return gr.File(value=[str(p) for p in export_frame(preview, int(index), folder)], visible=True)
 
     def diagnostics(self, preview: PreviewSession | None, render: WarpErrorSeries | None, index: float):
-        """(warp error plot data, the chosen preview frame's warp-error heatmap, the frame slider)."""
+        """(warp error plot data, the chosen preview frame's warp-error heatmap, the frame slider).
+
+        Frame 0 has no predecessor, so the slider starts at 1."""
         series = []
         if preview is not None and preview.frames:
             series.append(WarpErrorSeries("preview", preview.fps, preview.warp_error))
         if render is not None:
             series.append(render)
-        if preview is None or not preview.frames:
+        if preview is None or len(preview.frames) < 2:
             return warp_error_table(series), None, gr.Slider()
-        index = int(np.clip(int(index), 0, len(preview.frames) - 1))
-        slider = gr.Slider(
-            minimum=0, maximum=max(1, len(preview.frames) - 1), step=1, value=index, interactive=True
-        )
+        last = len(preview.frames) - 1
+        index = int(np.clip(int(index), 1, last))
+        slider = gr.Slider(minimum=1, maximum=max(2, last), step=1, value=index, interactive=True)
         return warp_error_table(series), warp_error_image(preview, index), slider
 
     # ------------------------------------------------------------------------------------------ helpers

@@ -16,9 +16,9 @@ from internet.studio_views import CONFIDENCE_LEVELS
 INSPECTION_TITLES = (
     "Source + anchors",
     "Driving + anchors",
-    "Confidence M over the output",
-    "Dominant soft weight",
-    "Flow (hue: direction)",
+    "Confidence Mⁱ",
+    "Soft weights ω",
+    "Flow",
     "Output",
 )
 
@@ -148,5 +148,5 @@ def render_outputs() -> RenderOutputs:
     with gr.Row():
         side = gr.Video(label="Source | driving | result", elem_id="sbs-video")
         overlays = gr.Video(label="Overlays: anchors, confidence, weights, flow, warp error")
-    downloads = gr.File(label="Download: MP4 + anchors JSON", file_count="multiple", height=80)
+    downloads = gr.File(label="Download: MP4 + anchors JSON", file_count="multiple", elem_id="downloads")
     return RenderOutputs(result, side, overlays, downloads)

@@ -22,7 +22,7 @@ from internet.temporal import WarpErrorMeter
 
 # Confidence pyramid levels (Sec 3.2): M^0 at 1/4 of the output, then upsampled 2x twice to M^1, M^2.
 CONFIDENCE_LEVELS = {"M⁰ (1/4)": 0, "M¹ (1/2)": 1, "M² (full)": 2}
-WARP_ERROR_VMAX = 0.25  # warp error drawn at full brightness (same scale as the overlays video)
+WARP_ERROR_FLOOR = 0.02  # smallest warp error drawn at full brightness (a steady preview stays dark)
 
 
 @dataclass
@@ -106,10 +106,11 @@ def blend(overlay: np.ndarray, base: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def warp_error_image(session: PreviewSession, index: int) -> np.ndarray:
-    """The temporal diagnostic of frame ``index`` as a heatmap over its output frame."""
+    """The temporal diagnostic of frame ``index`` as a heatmap over its output frame, on one scale for the
+    whole preview (its 99.5th percentile, at least ``WARP_ERROR_FLOOR``) so frames compare."""
     frame = session.frame(index)
-    error = session.warp_maps[frame.index]
-    return blend(heatmap(error, session.size, vmax=WARP_ERROR_VMAX), frame.output, 0.75)
+    vmax = max(float(np.percentile(np.stack(session.warp_maps), 99.5)), WARP_ERROR_FLOOR)
+    return blend(heatmap(session.warp_maps[frame.index], session.size, vmax=vmax), frame.output, 0.75)
 
 
 def export_frame(session: PreviewSession, index: int, folder: Path) -> list[Path]:

@@ -91,7 +91,7 @@ def test_diagnostics_match_the_pipeline_warp_error(studio, preview):
     # The preview's maps are recomputed in the app; at the same size they must reproduce the render's means.
     np.testing.assert_allclose(runs["preview"], runs["render"], rtol=1e-4)
     assert len(runs["render"]) == round(SECONDS * FPS) - 1  # frame 0 has no predecessor
-    assert heat.shape == (256, 256, 3) and slider.value == 4
+    assert heat.shape == (256, 256, 3) and slider.value == 4 and slider.minimum == 1
     weighted = session.warp_maps[4]
     assert float(weighted.mean()) > 0 and np.isfinite(session.warp_error[1:]).all()
 
@@ -195,3 +195,33 @@ def test_work_folders_are_per_request_and_swept(tmp_path):
         assert first.is_dir()  # active folders are never swept
     folders.sweep()
     assert not first.exists() and not second.exists()
+
+
+@pytest.fixture(scope="module")
+def model_studio(tmp_path_factory) -> Studio:
+    import torch
+
+    from internet import INTERNet, load_config
+
+    torch.manual_seed(0)
+    folder = INTERNet(load_config("tiny")).save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+    limits = StudioLimits(preview_seconds=SECONDS)
+    return Studio(Animator.from_pretrained(folder), limits, folder, tmp_path_factory.mktemp("work"))
+
+
+def test_a_checkpoint_enables_model_motion_and_its_card(model_studio):
+    import app
+
+    demo = app.build_demo(model_studio)
+    radio = next(b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Motion source")
+    assert [c[1] for c in radio.choices] == ["pose-rig", "model"]
+    card = model_studio.model_card()
+    assert "preset `tiny`" in card and "M params" in card
+    video, _, session, summary = model_studio.preview(PHOTO, CLIP, "model", *QUICK[1:])
+    size = model_studio.animator.model.config.image_size
+    info, count = read_video_stats(video)
+    assert count == round(SECONDS * FPS) and (info.width, info.height) == (size, size)
+    assert session.size == size and all(
+        t.shape == (size, size, 3) for t in model_studio.inspect(session, 2, True, "M⁰ (1/4)")
+    )
+    assert f"renders at {size}²" in summary
