@@ -193,7 +193,9 @@ def test_sigkill_at_any_time_resumes_from_the_last_complete_checkpoint(clips, tm
         "--max-steps", str(steps), "--set", f"data.root={clips}", "--set", "train.batch_size=1",
         "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=3",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Same thread count as this process: the resumed and straight runs below run here, and float reductions
+    # are only bit-identical across processes with the same number of threads.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     ckpts = tmp_path / "killed" / "checkpoints"
