@@ -148,5 +148,7 @@ def render_outputs() -> RenderOutputs:
     with gr.Row():
         side = gr.Video(label="Source | driving | result", elem_id="sbs-video")
         overlays = gr.Video(label="Overlays: anchors, confidence, weights, flow, warp error")
-    downloads = gr.File(label="Download: MP4 + anchors JSON", file_count="multiple", elem_id="downloads")
+    downloads = gr.File(
+        label="Download: MP4 + anchors JSON", file_count="multiple", height=150, elem_id="downloads"
+    )
     return RenderOutputs(result, side, overlays, downloads)

@@ -8,6 +8,7 @@ Screenshots go to ``test-artifacts/browser/``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -102,10 +103,17 @@ def test_preview_inspect_and_render_an_example(page: Page):
 
     page.locator("#render-btn").click()
     expect(page.locator("#result-video video")).to_have_attribute("src", _any, timeout=120_000)
-    expect(page.locator("#status")).to_contain_text("Render")
+    expect(page.locator("#status")).to_contain_text("Render: 10 frames")
+    expect(page.locator("#downloads")).to_contain_text(re.compile(r"result\s*\.mp4.*anchors\s*\.json"))
     page.wait_for_timeout(1000)  # let the video's first frame paint for the screenshot
+    _close_toasts(page)
     page.screenshot(path=str(ARTIFACTS / "04-render.png"), full_page=True)
     assert _not_blank(ARTIFACTS / "04-render.png")
+
+    page.get_by_role("tab", name="Diagnostics").click()
+    expect(page.get_by_text("Warp error per frame")).to_be_visible()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "05-diagnostics.png"), full_page=True)
 
 
 def test_a_text_file_as_the_video_shows_an_error(page: Page, tmp_path):
@@ -115,7 +123,7 @@ def test_a_text_file_as_the_video_shows_an_error(page: Page, tmp_path):
     notes.write_text("this is not a video\n")
     page.locator("#driving input[type=file]").set_input_files(str(notes))
     expect(page.get_by_text("Invalid file type: notes.txt")).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "05-text-file-refused.png"))
+    page.screenshot(path=str(ARTIFACTS / "06-text-file-refused.png"))
     # ...and text named like a video reaches the pipeline, whose one-line error is shown.
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video either\n")
@@ -123,12 +131,12 @@ def test_a_text_file_as_the_video_shows_an_error(page: Page, tmp_path):
     expect(page.locator("#driving video")).to_have_count(1)
     page.locator("#preview-btn").click()
     expect(page.get_by_text("notes.mp4 is not a video")).to_be_visible(timeout=60_000)
-    page.screenshot(path=str(ARTIFACTS / "06-not-a-video.png"))
+    page.screenshot(path=str(ARTIFACTS / "07-not-a-video.png"))
     assert "Traceback" not in page.content()
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-_any = __import__("re").compile(r".+")
+_any = re.compile(r".+")
 
 
 def _set_number(page: Page, elem_id: str, value: float) -> None:
@@ -136,6 +144,11 @@ def _set_number(page: Page, elem_id: str, value: float) -> None:
     box.fill(str(value))
     box.press("Enter")
     box.blur()
+
+
+def _close_toasts(page: Page) -> None:
+    for button in page.locator(".toast-close, [data-testid='toast-close']").all():
+        button.click()
 
 
 def _not_blank(path: Path) -> bool:
