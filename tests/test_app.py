@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from internet.errors import InputError
 from internet.media import read_video_stats
 from internet.pipeline import Animator
 from internet.studio import EXAMPLES, Studio, WorkFolders
@@ -225,3 +226,12 @@ def test_a_checkpoint_enables_model_motion_and_its_card(model_studio):
         t.shape == (size, size, 3) for t in model_studio.inspect(session, 2, True, "M⁰ (1/4)")
     )
     assert f"renders at {size}²" in summary
+
+
+def test_from_limits_loads_the_named_checkpoint_once(model_studio, tmp_path):
+    none = Studio.from_limits(StudioLimits(checkpoint="none"))
+    assert not none.has_model and none.checkpoint is None
+    named = Studio.from_limits(StudioLimits(checkpoint=str(model_studio.checkpoint)))
+    assert named.has_model and named.animator.model.config.name == "tiny"
+    with pytest.raises(InputError, match="not a checkpoint folder"):
+        Studio.from_limits(StudioLimits(checkpoint=str(tmp_path)))

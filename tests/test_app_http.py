@@ -8,6 +8,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from internet.media import read_video_stats
@@ -30,7 +31,7 @@ def server(tmp_path_factory):
     from internet.studio import Studio
     from internet.studio_settings import StudioLimits
 
-    limits = StudioLimits(preview_concurrency=2, render_concurrency=1, max_queue=8)
+    limits = StudioLimits(preview_concurrency=2, render_concurrency=1, max_queue=8, max_file_size="1mb")
     work = tmp_path_factory.mktemp("work")
     demo = app.build_demo(Studio(Animator(None), limits, work_root=work))
     _, url, _ = app.launch(
@@ -123,6 +124,16 @@ def test_bad_input_is_one_clear_line(server, tmp_path):
     with pytest.raises(Exception, match="notes.mp4 is not a video") as error:
         Client(server, verbose=False).predict(
             handle_file(str(PHOTO)), handle_file(str(fake)), *_settings(), api_name="/preview"
+        )
+    assert "Traceback" not in str(error.value)
+
+
+def test_uploads_above_the_size_limit_are_refused(server, tmp_path):
+    big = tmp_path / "big.mp4"
+    big.write_bytes(np.random.default_rng(0).bytes(2 * 2**20))  # 2 MB > the 1 MB limit of this server
+    with pytest.raises(Exception, match="(?i)size|large|413") as error:
+        Client(server, verbose=False).predict(
+            handle_file(str(PHOTO)), handle_file(str(big)), *_settings(), api_name="/preview"
         )
     assert "Traceback" not in str(error.value)
 
