@@ -113,6 +113,11 @@ class CancelEvents:
                 if self._events.get(session) is event:
                     del self._events[session]
 
+    def __len__(self) -> int:
+        """How many jobs are running."""
+        with self._lock:
+            return len(self._events)
+
     def cancel(self, session: str) -> bool:
         with self._lock:
             event = self._events.get(session)

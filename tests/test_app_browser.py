@@ -37,16 +37,21 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    import app
+def studio(tmp_path_factory):
     from internet.pipeline import Animator
     from internet.studio import Studio
     from internet.studio_settings import StudioLimits
 
     limits = StudioLimits(max_seconds=30, preview_seconds=1.0)
-    studio = Studio(Animator(None), limits, work_root=tmp_path_factory.mktemp("work"))
+    return Studio(Animator(None), limits, work_root=tmp_path_factory.mktemp("work"))
+
+
+@pytest.fixture(scope="module")
+def url(studio):
+    import app
+
     demo = app.build_demo(studio)
-    _, local_url, _ = app.launch(demo, limits, server_name="127.0.0.1", server_port=_free_port(),
+    _, local_url, _ = app.launch(demo, studio.limits, server_name="127.0.0.1", server_port=_free_port(),
                                  prevent_thread_lock=True, quiet=True)  # fmt: skip
     yield local_url
     demo.close()
@@ -133,6 +138,24 @@ def test_a_text_file_as_the_video_shows_an_error(page: Page, tmp_path):
     expect(page.get_by_text("notes.mp4 is not a video")).to_be_visible(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "07-not-a-video.png"))
     assert "Traceback" not in page.content()
+
+
+def test_cancel_stops_a_render(page: Page, studio):
+    """A full 3 s render at 512² takes several seconds; Cancel stops it and leaves no result behind."""
+    page.locator("#photo-examples button").nth(1).click()
+    page.locator("#clip-examples button").nth(1).click()
+    expect(page.locator("#driving video")).to_have_count(1)
+    expect(page.locator("#source img")).to_be_visible()
+    before = set(studio.folders.root.rglob("result.mp4"))
+    page.locator("#render-btn").click()
+    expect(page.locator("#result-video")).to_contain_text(re.compile(r"\d+/90 frames"), timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "08-rendering.png"))
+    page.locator("#cancel-btn").click()
+    expect(page.locator("#result-video")).not_to_contain_text("frames", timeout=10_000)
+    page.wait_for_timeout(2000)  # the render thread stops at its next frame
+    assert len(studio.cancels) == 0  # nothing is running any more
+    assert set(studio.folders.root.rglob("result.mp4")) == before  # and nothing was written
+    expect(page.locator("#result-video video")).to_have_count(0)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
