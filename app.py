@@ -99,13 +99,14 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
         preview = preview.then(
             studio.preview,
             inputs,
-            [panel.video, panel.frame, preview_state, status],
+            [panel.video, preview_state, status],
             api_name="preview",
             concurrency_id="preview",
             concurrency_limit=limits.preview_concurrency,
             show_progress_on=panel.video,
         )
-        preview.success(studio.inspect, *inspect_io, **QUICK).success(studio.diagnostics, *diag_io, **QUICK)
+        slider = preview.success(studio.frame_slider, preview_state, panel.frame, **QUICK)
+        slider.success(studio.inspect, *inspect_io, **QUICK).success(studio.diagnostics, *diag_io, **QUICK)
         render = render_btn.click(lambda: gr.Tabs(selected="render"), None, out_tabs, queue=False, **PRIVATE)
         render = render.then(
             studio.render,

@@ -175,8 +175,8 @@ class Studio:
         background: str = "keep",
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the real tracker here
-    ) -> tuple[str, dict, PreviewSession, str]:
-        """A low-resolution pass over the first seconds: (preview video, frame slider, session, summary)."""
+    ) -> tuple[str, PreviewSession, str]:
+        """A low-resolution pass over the first seconds: (preview video, session, summary)."""
         settings = Settings(motion, size, mode, best_frame, max_seconds, fps, keep_audio, background)
         session = _session(request)
         with (
@@ -199,10 +199,7 @@ class Studio:
             summary = _summary(
                 "Preview", result.frame_count, result.size, result.fps, result.has_audio, warnings
             )
-            slider = gr.Slider(
-                minimum=0, maximum=max(1, result.frame_count - 1), value=0, step=1, interactive=True
-            )
-            return str(outputs.video), slider, preview, summary
+            return str(outputs.video), preview, summary
 
     def render(
         self,
@@ -274,6 +271,14 @@ class Studio:
         """Stop this session's preview or render between two frames."""
         if self.cancels.cancel(_session(request)):
             gr.Info("Cancelling…")
+
+    def frame_slider(self, preview: PreviewSession | None) -> gr.Slider:
+        """The inspection panel's frame slider, spanning a new preview."""
+        if preview is None or not preview.frames:
+            return gr.Slider(minimum=0, maximum=1, value=0, interactive=False)
+        return gr.Slider(
+            minimum=0, maximum=max(1, len(preview.frames) - 1), value=0, step=1, interactive=True
+        )
 
     def inspect(
         self, preview: PreviewSession | None, index: float, anchors: bool, level: str

@@ -50,8 +50,9 @@ def test_build_demo_builds_with_and_without_a_model(studio):
     assert "No model checkpoint" in studio.model_card()
 
 
-def test_preview_returns_a_low_resolution_video_and_the_frames(preview):
-    video, slider, session, summary = preview
+def test_preview_returns_a_low_resolution_video_and_the_frames(studio, preview):
+    video, session, summary = preview
+    slider = studio.frame_slider(session)
     info, count = read_video_stats(video)
     expected = round(SECONDS * FPS)
     assert count == expected == len(session.frames) and (info.width, info.height) == (256, 256)
@@ -61,7 +62,7 @@ def test_preview_returns_a_low_resolution_video_and_the_frames(preview):
 
 
 def test_inspection_tiles_follow_the_frame_and_the_toggles(studio, preview):
-    session = preview[2]
+    session = preview[1]
     plain = studio.inspect(session, 3, False, "M² (full)")
     marked = studio.inspect(session, 3, True, "M² (full)")
     assert len(plain) == 6 and all(t.shape == (256, 256, 3) and t.dtype == np.uint8 for t in plain)
@@ -85,7 +86,7 @@ def test_confidence_levels_are_a_2x_pyramid():
 
 
 def test_diagnostics_match_the_pipeline_warp_error(studio, preview):
-    session = preview[2]
+    session = preview[1]
     _, _, _, _, _, render_series = studio.render(PHOTO, CLIP, *QUICK)
     table, heat, slider = studio.diagnostics(session, render_series, 4)
     runs = table.groupby("run")["warp error"].apply(list)
@@ -111,7 +112,7 @@ def test_render_returns_every_output(studio):
 
 
 def test_export_writes_the_panel_png_and_the_anchors(studio, preview):
-    session = preview[2]
+    session = preview[1]
     update = studio.export(session, 5)
     png, anchors = [f["path"] if isinstance(f, dict) else f for f in update.value]
     assert update.visible
@@ -218,7 +219,7 @@ def test_a_checkpoint_enables_model_motion_and_its_card(model_studio):
     assert [c[1] for c in radio.choices] == ["pose-rig", "model"]
     card = model_studio.model_card()
     assert "preset `tiny`" in card and "M params" in card
-    video, _, session, summary = model_studio.preview(PHOTO, CLIP, "model", *QUICK[1:])
+    video, session, summary = model_studio.preview(PHOTO, CLIP, "model", *QUICK[1:])
     size = model_studio.animator.model.config.image_size
     info, count = read_video_stats(video)
     assert count == round(SECONDS * FPS) and (info.width, info.height) == (size, size)
