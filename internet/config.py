@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -88,6 +89,9 @@ class ModelConfig:
             raise ConfigError(f"generator.skip_mode must be 'multiscale' or 'ss4x', got {self.generator.skip_mode!r}")
         if self.anchors.num_anchors < 1:
             raise ConfigError("anchors.num_anchors must be at least 1")
+        for part in ("anchors", "motion"):  # checked before 2**num_blocks: a huge exponent would never finish
+            if not 1 <= getattr(self, part).num_blocks <= 8:
+                raise ConfigError(f"{part}.num_blocks must be between 1 and 8, got {getattr(self, part).num_blocks}")
         down = 2**self.anchors.num_blocks
         if self.motion_size % down or self.motion_size % 2**self.motion.num_blocks:
             raise ConfigError(
@@ -190,10 +194,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
-            return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; people mean the number
+            value = float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; people mean the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise ConfigError(f"{where}: a {len(str(value))}-digit number is too large") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -207,9 +217,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    odd = [k for k in data if not isinstance(k, str)]  # YAML reads `1:` or `on:` keys as int / bool
+    if odd:
+        raise ConfigError(f"{where}: keys must be field names, got {odd[0]!r}")
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+        shown = ", ".join(k if k.isprintable() and k.strip() == k and k else repr(k) for k in unknown)
+        raise ConfigError(f"{where}: unknown key(s) {shown}; allowed: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -248,6 +262,8 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} has an empty key")
+        if not all(part.isidentifier() for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: the key must be dotted field names, such as train.lr")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
@@ -268,12 +284,34 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
+        raise ConfigError(f"cannot read config {path}: {_one_line(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top level")
+    _check_keys(data, str(path))
     return data
+
+
+def _one_line(exc: Exception) -> str:
+    """A YAML error as one line with its position (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None:
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
+def _check_keys(node: Any, where: str) -> None:
+    """Every mapping key must be printable text: YAML reads ``1:``, ``on:`` or ``null:`` keys as int/bool/None,
+    and a quoted key may hold a newline (which would break the one-line error naming it)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str) or not key.isprintable():
+                raise ConfigError(f"{where}: keys must be field names, got {key!r}")
+            _check_keys(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_keys(value, f"{where}[{i}]")
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ModelConfig:
