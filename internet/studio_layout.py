@@ -113,7 +113,7 @@ def inspection_panel(preview_seconds: float) -> InspectionPanel:
         elem_id="preview-video",
     )
     frame = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, elem_id="frame")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         anchors = gr.Checkbox(True, label="Anchors + Jacobian axes", scale=1)
         level = gr.Radio(list(CONFIDENCE_LEVELS), value="M² (full)", label="Confidence scale", scale=2)
         export = gr.Button("Export overlays", size="sm", scale=1, elem_id="export-btn")
@@ -126,7 +126,9 @@ def inspection_panel(preview_seconds: float) -> InspectionPanel:
                 )
                 for title in INSPECTION_TITLES[3 * row : 3 * row + 3]
             ]
-    exported = gr.File(label="Overlays PNG + anchors JSON", file_count="multiple", visible=False)
+    exported = gr.File(
+        label="Overlays PNG + anchors JSON", file_count="multiple", visible=False, elem_id="exported"
+    )
     return InspectionPanel(video, frame, anchors, level, export, tiles, exported)
 
 
