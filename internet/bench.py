@@ -1,9 +1,18 @@
-"""Benchmarks: ``python -m internet.bench [--json FILE] [--presets ...] [--pipeline]``.
+"""Benchmarks: ``python -m internet.bench [--json FILE] [--presets ...] [--levers] [--pipeline]``.
 
-Per preset: ms/frame at batch 1 and at the best batch, peak RSS, parameter count and GFLOPs/frame, on CPU
-(and CUDA when present). Absolute times on shared machines are noise, so every run also times a
-FOMM-style reference network (same layers as FOMM's 256/512 generator: 64-128-256 channels, 6 residual
-blocks at 1/4 resolution, dense motion at 1/4) and reports our time as a ratio of it.
+Sections of one run (each measurement in a fresh process, so peak RSS is its own):
+
+* **fast vs reference** (per preset, e.g. ``internet-512``): the optimised path (:mod:`internet.fast`) and
+  the plain float32 eager form (``model(source, driving)`` per frame) timed *interleaved in the same
+  process*, with wall and process (CPU) time, the ratio per round, the max abs diff / PSNR between their
+  outputs, GFLOPs/frame, the achieved fraction of the machine's measured conv throughput and (``--profile``)
+  the top operators; ``--levers`` adds one row per optimisation measured on its own;
+* **table**: ms/frame at batch 1 and at the best batch, peak RSS, parameters, GFLOPs/frame per preset, with
+  a FOMM-style reference network (64-128-256 channels, 6 residual blocks at 1/4, dense motion at 1/4)
+  timed in the same run, since absolute times on shared machines are noise;
+* **pipeline**: the pose rig end to end at 512² (``pose_rig_512``) and peak RSS of a 60- vs a 600-frame
+  render (``memory``), from :mod:`internet.bench_pipeline`;
+* **gpu** (when CUDA is present): frames/s at batch 1 and the best batch, bf16 and ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -11,11 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
+import statistics
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +35,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from internet.config import load_config
+from internet.fast import FastINTERNet, FastOptions, compare
 from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
 from internet.model import INTERNet
 
@@ -126,14 +139,274 @@ def bench(name: str, device: str = "cpu", batches: tuple[int, ...] = (1, 2, 4), 
     return result
 
 
+# ------------------------------------------------------------------------------------------------------
+# Fast path vs the float32 eager reference, interleaved in one process
+
+
+@dataclass
+class LeverResult:
+    """One execution variant of the same model, timed in the same rounds as the reference."""
+
+    name: str
+    ms_per_frame: float  # best round, wall clock
+    cpu_ms_per_frame: float  # best round, process CPU time (all threads)
+    ratio: float  # median over rounds of (this / reference), wall clock
+    cpu_ratio: float
+    max_abs_diff: float
+    psnr_db: float
+
+
+@dataclass
+class FastResult:
+    """``internet-512``-style entry of the report: the fast path next to its reference."""
+
+    name: str
+    device: str
+    image_size: int
+    batch: int
+    frames: int
+    rounds: int
+    threads: int
+    ms_per_frame: float  # fast path, steady state per frame (source prepared once per video, not included)
+    reference_ms_per_frame: float  # model(source, driving_t) per frame, float32 eager
+    ratio: float  # median of per-round ratios (wall)
+    cpu_ms_per_frame: float
+    reference_cpu_ms_per_frame: float
+    cpu_ratio: float
+    prepare_source_ms: float  # once per video in the fast path
+    max_abs_diff: float
+    psnr_db: float
+    gflops_per_frame: float  # fast path: detect driving + motion + decode
+    reference_gflops_per_frame: float  # reference: also the source anchors and encoding, every frame
+    achieved_gflops: float
+    peak_conv_gflops: float  # measured on this machine in the same process (best of several)
+    peak_matmul_gflops: float
+    fraction_of_peak: float  # achieved / peak conv
+    peak_rss_mb: float
+    levers: list[LeverResult] = field(default_factory=list)
+    profile_top: list[dict] = field(default_factory=list)
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    return time.perf_counter() - start[0], time.process_time() - start[1]
+
+
+def machine_throughput(device: str = "cpu", repeats: int = 8) -> tuple[float, float]:
+    """Best-of-``repeats`` GFLOP/s of a 2048² float32 matmul and of a 3×3 128→128 conv at 128² (NHWC)."""
+    a, b = torch.rand(2048, 2048, device=device), torch.rand(2048, 2048, device=device)
+    conv = nn.Conv2d(128, 128, 3, padding=1).to(device).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 128, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
+    best = []
+    with torch.inference_mode():
+        for fn, flops in ((lambda: a @ b, 2 * 2048**3), (lambda: conv(x), 2 * 128 * 128 * 9 * 128 * 128)):
+            fn()
+            fastest = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                fastest = min(fastest, time.perf_counter() - t0)
+            best.append(flops / fastest / 1e9)
+    return best[0], best[1]
+
+
+def _flops(fn) -> float:
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def _lever_options(batch: int, compile_: bool, all_levers: bool) -> dict[str, FastOptions]:
+    """The variants timed next to the reference; the first is the fast path's default."""
+    levers = {f"fast (channels_last, batch {batch})": FastOptions(batch=batch)}
+    if all_levers:
+        levers |= {
+            "source once (NCHW, batch 1)": FastOptions(batch=1, channels_last=False),
+            "source once + channels_last (batch 1)": FastOptions(batch=1),
+            f"source once + batch {batch} (NCHW)": FastOptions(batch=batch, channels_last=False),
+            f"bf16 autocast (channels_last, batch {batch})": FastOptions(batch=batch, bf16=True),
+        }
+    if compile_:
+        levers[f"torch.compile (channels_last, batch {batch})"] = FastOptions(batch=batch, compile=True)
+    return levers
+
+
+def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int, flags: dict, queue) -> None:
+    torch.manual_seed(0)
+    model = INTERNet(load_config(name)).eval().to(device)
+    size = model.config.image_size
+    gen = torch.Generator().manual_seed(1)
+    source = torch.rand(1, 3, size, size, generator=gen).to(device)
+    driving = torch.rand(frames, 3, size, size, generator=gen).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    peak_mm, peak_conv = machine_throughput(device)
+
+    def reference() -> torch.Tensor:
+        with torch.inference_mode():
+            out = torch.cat([model(source, d[None]).prediction for d in driving])
+        sync()
+        return out
+
+    levers = _lever_options(batch, flags["compile"], flags["levers"])
+    fast = {key: FastINTERNet(model, options) for key, options in levers.items()}
+    states = {key: f.prepare_source(source) for key, f in fast.items()}
+    runs = {"reference": reference} | {
+        key: (lambda f=f, s=states[key]: (f.render(s, driving), sync())[0]) for key, f in fast.items()
+    }
+    outputs = {key: run() for key, run in runs.items()}  # warm-up (and compilation)
+    times: dict[str, list[tuple[float, float]]] = {key: [] for key in runs}
+    for _ in range(rounds):  # interleaved: load changes hit every variant alike
+        for key, run in runs.items():
+            start = _clock()
+            run()
+            times[key].append(_since(start))
+    default = next(iter(fast))
+    start = _clock()
+    for _ in range(3):
+        fast[default].prepare_source(source)
+    sync()
+    prepare_ms = _since(start)[0] / 3 * 1000
+
+    def per_frame(key: str, index: int) -> float:
+        return min(t[index] for t in times[key]) / frames * 1000
+
+    def ratio(key: str, index: int) -> float:
+        return statistics.median(t[index] / r[index] for t, r in zip(times[key], times["reference"]))
+
+    lever_rows = []
+    for key in fast:
+        agreement = compare(outputs[key], outputs["reference"])
+        lever_rows.append(
+            LeverResult(key, round(per_frame(key, 0), 1), round(per_frame(key, 1), 1), round(ratio(key, 0), 3),
+                        round(ratio(key, 1), 3), agreement.max_abs_diff, round(agreement.psnr_db, 2))
+        )  # fmt: skip
+    f = fast[default]
+    gflops = _flops(lambda: f.model.animate(states[default], driving[:1]))
+    reference_gflops = _flops(lambda: model(source, driving[:1]))
+    achieved = gflops / (per_frame(default, 0) / 1000)
+    profile = _profile(f, states[default], driving[:batch]) if flags["profile"] else []
+    best = lever_rows[0]
+    result = FastResult(
+        name=name,
+        device=device,
+        image_size=size,
+        batch=batch,
+        frames=frames,
+        rounds=rounds,
+        threads=torch.get_num_threads(),
+        ms_per_frame=best.ms_per_frame,
+        reference_ms_per_frame=round(per_frame("reference", 0), 1),
+        ratio=best.ratio,
+        cpu_ms_per_frame=best.cpu_ms_per_frame,
+        reference_cpu_ms_per_frame=round(per_frame("reference", 1), 1),
+        cpu_ratio=best.cpu_ratio,
+        prepare_source_ms=round(prepare_ms, 1),
+        max_abs_diff=best.max_abs_diff,
+        psnr_db=best.psnr_db,
+        gflops_per_frame=round(gflops, 2),
+        reference_gflops_per_frame=round(reference_gflops, 2),
+        achieved_gflops=round(achieved, 1),
+        peak_conv_gflops=round(peak_conv, 1),
+        peak_matmul_gflops=round(peak_mm, 1),
+        fraction_of_peak=round(achieved / peak_conv, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        levers=lever_rows,
+        profile_top=profile,
+    )
+    queue.put(result)
+
+
+def _profile(fast: FastINTERNet, state, driving: torch.Tensor, top: int = 12) -> list[dict]:
+    """Top operators by self CPU time for one batch of the fast path (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fast.render(state, driving)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1000, 1),
+         "percent": round(100 * e.self_cpu_time_total / total, 1), "calls": e.count}
+        for e in events[:top]
+    ]  # fmt: skip
+
+
+def bench_fast(
+    name: str, device: str = "cpu", frames: int = 8, rounds: int = 3, batch: int = 4, *,
+    levers: bool = False, profile: bool = False, compile_: bool = False,
+) -> FastResult:  # fmt: skip
+    """Fast path vs float32 eager reference for one preset, in a fresh process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    flags = {"levers": levers, "profile": profile, "compile": compile_}
+    proc = ctx.Process(target=_fast_one, args=(name, device, frames, rounds, batch, flags, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------
+# GPU: frames/s at batch 1, the best batch, bf16 and torch.compile (never needed by CI)
+
+
+def _gpu_one(name: str, batches: tuple[int, ...], queue) -> None:
+    torch.manual_seed(0)
+    model = INTERNet(load_config(name)).eval().to("cuda")
+    size = model.config.image_size
+    source = torch.rand(1, 3, size, size, device="cuda")
+    rows = {}
+    for label, opts in (("fp32", {}), ("bf16", {"bf16": True}), ("bf16+compile", {"bf16": True, "compile": True})):
+        for batch in batches:
+            try:
+                fast = FastINTERNet(model, FastOptions(batch=batch, **opts))
+                state = fast.prepare_source(source)
+                driving = torch.rand(batch, 3, size, size, device="cuda")
+                seconds = _time(lambda f=fast, s=state, d=driving: (f.render(s, d), torch.cuda.synchronize()), 5)
+                rows[f"{label}/batch{batch}"] = round(batch / seconds, 1)
+            except Exception as error:  # noqa: BLE001 - report, do not abort the benchmark
+                rows[f"{label}/batch{batch}"] = f"failed: {type(error).__name__}: {str(error)[:80]}"
+            torch.cuda.empty_cache()
+    numeric = {k: v for k, v in rows.items() if isinstance(v, float)}
+    best = max(numeric, key=numeric.get) if numeric else None
+    queue.put({"name": name, "device": torch.cuda.get_device_name(), "fps": rows, "best": best,
+               "best_fps": numeric.get(best), "realtime": bool(best and numeric[best] >= 30)})  # fmt: skip
+
+
+def bench_gpu(name: str, batches: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
+    """frames/s of the fast path on CUDA for several batches and precisions (fresh process)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_gpu_one, args=(name, batches, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, help="write the results as JSON")
-    parser.add_argument("--presets", nargs="+", default=["internet-512", "ss4x-512", "internet-256"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-reference", action="store_true", help="skip the FOMM-style reference timing")
-    parser.add_argument("--pipeline", action="store_true", help="benchmark the animation pipeline instead")
+    parser.add_argument("--presets", nargs="+", default=["internet-512"])
+    parser.add_argument("--frames", type=int, default=8, help="driving frames per timed round (fast vs reference)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (fast vs reference)")
+    parser.add_argument("--batch", type=int, default=4, help="driving frames per forward in the fast path")
+    parser.add_argument("--levers", action="store_true", help="also time each optimisation on its own")
+    parser.add_argument("--profile", action="store_true", help="attach the top operators of the fast path")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
+    parser.add_argument("--table", action="store_true", help="also the per-preset table with the FOMM reference")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4], help="batches for --table")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats for --table")
+    parser.add_argument("--no-reference", action="store_true", help="--table without the FOMM-style reference")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the pose-rig speed and memory runs")
+    parser.add_argument("--pipeline-frames", type=int, default=60, help="frames of the pose-rig speed run")
+    parser.add_argument("--rss", type=int, nargs="*", default=[60, 600], help="frame counts for peak memory")
+    parser.add_argument("--pipeline", action="store_true", help="only the pipeline benchmark (its own options)")
     args, rest = parser.parse_known_args(argv)
     if args.pipeline:
         from internet import bench_pipeline
@@ -142,23 +415,59 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    report: dict = {
+        "machine": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "processor": _cpu_name(),
+            "threads": torch.get_num_threads(),
+            "load_average": _load_average(),
+        }
+    }
+    for name in args.presets:
+        fast = bench_fast(name, "cpu", args.frames, args.rounds, args.batch,
+                          levers=args.levers, profile=args.profile, compile_=args.compile)  # fmt: skip
+        report[name] = asdict(fast)
+        _print_fast(fast)
+    if args.table:
+        report |= _table(args)
+    if not args.no_pipeline:
+        report |= _pipeline(args)
+    if torch.cuda.is_available():
+        report["gpu"] = {name: bench_gpu(name) for name in args.presets}
+        for name, row in report["gpu"].items():
+            print(f"GPU {row['device']} {name}: {row['fps']} (best {row['best']}: {row['best_fps']} fps)")
+    report["machine"]["load_average_end"] = _load_average()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _print_fast(r: FastResult) -> None:
+    print(
+        f"{r.name} {r.device} {r.image_size}²: fast {r.ms_per_frame:.0f} ms/frame vs reference "
+        f"{r.reference_ms_per_frame:.0f} (×{r.ratio:.2f} wall, ×{r.cpu_ratio:.2f} CPU; prepare_source "
+        f"{r.prepare_source_ms:.0f} ms once), max |diff| {r.max_abs_diff:.2e}, PSNR {r.psnr_db:.1f} dB, "
+        f"{r.gflops_per_frame:.1f} GFLOPs/frame = {r.achieved_gflops:.0f} GFLOP/s = "
+        f"{100 * r.fraction_of_peak:.0f}% of the measured conv peak ({r.peak_conv_gflops:.0f} GFLOP/s)"
+    )
+    for lever in r.levers:
+        print(f"  {lever.name:<46} {lever.ms_per_frame:8.0f} ms  ×{lever.ratio:.2f} wall  ×{lever.cpu_ratio:.2f} CPU"
+              f"  max|diff| {lever.max_abs_diff:.1e}")  # fmt: skip
+    for row in r.profile_top:
+        print(f"  {row['op']:<34} {row['self_cpu_ms']:9.1f} ms {row['percent']:5.1f}%  ×{row['calls']}")
+
+
+def _table(args) -> dict:
     names = list(args.presets)
     if not args.no_reference:
         names += sorted(
             {f"fomm-style-{load_config(n).image_size}" for n in args.presets} & {"fomm-style-256", "fomm-style-512"}
         )
-    results = [bench(n, d, tuple(sorted(set(args.batches) | {1})), args.repeats) for d in devices for n in names]
+    results = [bench(n, "cpu", tuple(sorted(set(args.batches) | {1})), args.repeats) for n in names]
     by_key = {(r.name, r.device): r for r in results}
-    report = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "threads": torch.get_num_threads(),
-        },
-        "results": [asdict(r) for r in results],
-    }
+    out: dict = {"results": [asdict(r) for r in results]}
     print(
         f"{'model':<16}{'dev':<6}{'size':>5}{'params M':>10}{'GFLOPs':>9}{'ms b=1':>9}{'best b':>8}"
         f"{'ms best':>9}{'RSS MB':>9}{'x FOMM':>8}"
@@ -167,15 +476,49 @@ def main(argv: list[str] | None = None) -> int:
         ref = by_key.get((f"fomm-style-{r.image_size}", r.device))
         ratio = r.ms_per_frame_batch1 / ref.ms_per_frame_batch1 if ref and not r.name.startswith("fomm") else None
         if ratio is not None:
-            report.setdefault("ratios_vs_fomm_style", {})[f"{r.name}/{r.device}"] = round(ratio, 3)
+            out.setdefault("ratios_vs_fomm_style", {})[f"{r.name}/{r.device}"] = round(ratio, 3)
         print(
             f"{r.name:<16}{r.device:<6}{r.image_size:>5}{r.params_m:>10.2f}{r.gflops_per_frame:>9.1f}"
             f"{r.ms_per_frame_batch1:>9.1f}{r.best_batch:>8}{r.ms_per_frame_best:>9.1f}{r.peak_rss_mb:>9.0f}"
             f"{'' if ratio is None else f'{ratio:8.2f}'}"
         )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return out
+
+
+def _pipeline(args) -> dict:
+    """``pose_rig_512`` (end-to-end frames/s) and ``memory`` (peak RSS vs video length) entries."""
+    from internet import bench_pipeline
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        row = bench_pipeline.measure("pose-rig", 512, args.pipeline_frames, "cpu", Path(tmp))
+        out["pose_rig_512"] = {"fps": row.get("end_to_end_fps")} | row
+        bench_pipeline.print_speed(row)
+        memory = {f"rss_{n}_frames_mb": bench_pipeline.measure("pose-rig", 512, n, "cpu", Path(tmp)).get("peak_rss_mb")
+                  for n in args.rss}  # fmt: skip
+    values = list(memory.values())
+    if len(values) >= 2 and all(values):
+        memory["ratio"] = round(values[-1] / values[0], 3)
+    out["memory"] = memory
+    print(f"peak RSS, pose rig 512²: {memory}")
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -93,17 +94,30 @@ def run_one(motion: str, size: int, frames: int, device: str, folder: Path) -> d
     out.mkdir(exist_ok=True)
     outputs = OutputPaths(out / "result.mp4", out / "sbs.mp4", out / "overlays.mp4", out / "anchors.json")
     known = _known_pose(clip, frames + 8) if clip is not None else None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     result = animator.animate(photo, video, options, outputs, known_pose=known)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     times = {stage: getattr(result.times, stage) for stage in STAGES}
     return {
         "motion": motion, "size": size, "frames": result.frame_count, "wall_s": round(wall, 3),
         "end_to_end_fps": round(result.frame_count / wall, 2),
+        "cpu_s": round(cpu, 3), "cpu_ms_per_frame": round(1000 * cpu / result.frame_count, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "stage_fps": {k: (round(result.frame_count / v, 1) if v > 0 else None) for k, v in times.items()},
         "stage_s": {k: round(v, 3) for k, v in times.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished children (ffmpeg)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(motion: str, size: int, frames: int, device: str, folder: Path) -> dict:
+    """One render in a fresh process (so its peak RSS is its own); ``folder`` caches the looped inputs."""
+    return _child(motion, size, frames, device, folder)
 
 
 def _child(motion: str, size: int, frames: int, device: str, folder: Path) -> dict:
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             for size in args.sizes:
                 row = _child(motion, size, args.frames, args.device, folder)
                 results["speed"].append(row)
-                _print_speed(row)
+                print_speed(row)
         for frames in args.rss:
             row = _child("pose-rig", max(args.sizes), frames, args.device, folder)
             results["memory"].append(row)
@@ -160,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_speed(row: dict) -> None:
+def print_speed(row: dict) -> None:
     if "error" in row:
         print(f"{row['motion']:8s} {row['size']}²: failed: {row['error']}")
         return
     stages = "  ".join(f"{k} {v if v is not None else '-'}" for k, v in row["stage_fps"].items())
-    print(f"{row['motion']:8s} {row['size']}²  {row['end_to_end_fps']:6.2f} fps end to end  |  stage fps: {stages}")
+    print(f"{row['motion']:8s} {row['size']}²  {row['end_to_end_fps']:6.2f} fps end to end "
+          f"({row.get('cpu_ms_per_frame')} CPU ms/frame)  |  stage fps: {stages}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""The fast inference path renders the same frames as the plain float32 eager model (within tolerance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from internet.config import load_config
+from internet.fast import MAX_ABS_DIFF, MIN_PSNR_DB, FastINTERNet, FastOptions, compare
+from internet.model import INTERNet
+
+
+def _model(preset: str, seed: int = 0) -> INTERNet:
+    torch.manual_seed(seed)
+    model = INTERNet(load_config(preset)).eval()
+    # Random but non-trivial Jacobian heads, so the local affine transforms are not all identities.
+    with torch.no_grad():
+        model.detector.jacobian.weight.normal_(0, 0.01)
+    return model
+
+
+def _frames(n: int, size: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, size, size, generator=g)
+    return (base + 0.3 * torch.rand(n, 3, size, size, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small-128"])
+@pytest.mark.parametrize("options", [FastOptions(batch=3), FastOptions(batch=1, channels_last=False)])
+def test_fast_path_matches_reference(preset: str, options: FastOptions) -> None:
+    model = _model(preset)
+    size = model.config.image_size
+    source, driving = _frames(1, size, 1), _frames(5, size, 2)
+    fast = FastINTERNet(model, options)
+    state = fast.prepare_source(source)
+    predicted = fast.render(state, driving)
+    reference = fast.reference(source, driving)
+    assert predicted.shape == reference.shape == (5, 3, size, size)
+    agreement = compare(predicted, reference)
+    assert agreement.max_abs_diff <= MAX_ABS_DIFF
+    assert agreement.psnr_db >= MIN_PSNR_DB
+    # Frames differ from each other, so agreement is frame by frame, not a constant image.
+    assert (reference[0] - reference[-1]).abs().max() > 10 * MAX_ABS_DIFF
+
+
+def test_batches_are_independent_and_in_order() -> None:
+    """Frame t of a batched render equals frame t rendered alone: no mixing across the batch."""
+    model = _model("tiny")
+    size = model.config.image_size
+    source, driving = _frames(1, size, 3), _frames(4, size, 4)
+    fast = FastINTERNet(model, FastOptions(batch=4))
+    state = fast.prepare_source(source)
+    together = fast.render(state, driving)
+    alone = torch.cat([fast.render(state, driving[i : i + 1]) for i in range(4)])
+    assert compare(together, alone).max_abs_diff <= MAX_ABS_DIFF
+    shuffled = fast.render(state, driving.flip(0)).flip(0)
+    assert compare(shuffled, together).max_abs_diff <= MAX_ABS_DIFF
+
+
+def test_reference_model_is_left_alone() -> None:
+    """The fast path works on a copy: the caller's model keeps its layout and its outputs."""
+    model = _model("tiny")
+    weight = model.generator.to_rgb.weight
+    FastINTERNet(model, FastOptions(channels_last=True))
+    assert model.generator.to_rgb.weight is weight
+    assert weight.is_contiguous()
+
+
+def test_a_different_model_does_not_agree() -> None:
+    """The comparison can fail: other weights give outputs far outside the tolerance."""
+    size = load_config("tiny").image_size
+    source, driving = _frames(1, size, 5), _frames(2, size, 6)
+    fast = FastINTERNet(_model("tiny", seed=0))
+    other = FastINTERNet(_model("tiny", seed=1))
+    agreement = compare(fast.render(fast.prepare_source(source), driving), other.reference(source, driving))
+    assert agreement.max_abs_diff > 10 * MAX_ABS_DIFF
+
+
+def test_bf16_stays_close() -> None:
+    """bf16 autocast is an option, not the default: its error is reported, and bounded loosely here."""
+    model = _model("tiny")
+    size = model.config.image_size
+    source, driving = _frames(1, size, 7), _frames(2, size, 8)
+    fast = FastINTERNet(model, FastOptions(bf16=True))
+    predicted = fast.render(fast.prepare_source(source), driving)
+    assert predicted.dtype == torch.float32
+    assert compare(predicted, fast.reference(source, driving)).max_abs_diff < 0.2
