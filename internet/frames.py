@@ -24,6 +24,14 @@ class FrameMotion:
     flow: np.ndarray  # (h, w, 2) sampling grid: driving pixel -> source coordinates in [-1, 1]
     confidence: np.ndarray  # (h, w) confidence map M in [0, 1], the finest level
     confidence_levels: tuple[np.ndarray, ...] = field(default=())  # M^0, M^1, M^2 coarse to fine, when known
+    # Anchors found on the driving frame itself, before relative motion / retargeting moved them into the
+    # output's frame (``anchors_driving`` is what drove the output). None when the two are the same.
+    anchors_observed: np.ndarray | None = None
+
+    @property
+    def anchors_on_driving(self) -> np.ndarray:
+        """The anchors to draw over the driving frame."""
+        return self.anchors_driving if self.anchors_observed is None else self.anchors_observed
 
     @property
     def num_levels(self) -> int:

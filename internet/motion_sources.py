@@ -84,7 +84,7 @@ class ModelSource:
     def render(self, driving: np.ndarray, landmarks: Landmarks | None) -> tuple[np.ndarray, FrameMotion]:
         start = time.perf_counter()
         frame = self._tensor(driving)
-        anchors = self.model.detect(frame)
+        detected = anchors = self.model.detect(frame)
         if self.relative:
             if self.reference is None:
                 self.reference = anchors
@@ -101,6 +101,7 @@ class ModelSource:
             flow=_np(out.flows[-1][0]),
             confidence=_np(out.confidences[-1][0, 0]),
             confidence_levels=tuple(_np(c[0, 0]) for c in out.confidences),
+            anchors_observed=_np(detected.points[0]) if self.relative else None,
         )
         return image, motion
 

@@ -133,7 +133,7 @@ def overlay_panel(
     error = np.zeros((2, 2), np.float32) if warp_error is None else warp_error
     top = [
         label(draw_anchors(fit(source), m.anchors_source, m.jacobians_source), "source"),
-        label(draw_anchors(fit(frame.driving), m.anchors_driving, m.jacobians_driving), "driving"),
+        label(draw_anchors(fit(frame.driving), m.anchors_on_driving, m.jacobians_driving), "driving"),
         label(fit(frame.output), f"output {frame.index}"),
         label(heatmap(error, tile, vmax=0.25), "warp error x M"),
     ]

@@ -80,7 +80,7 @@ def inspection_images(session: PreviewSession, index: int, anchors: bool, level:
     source, driving, output = session.source, frame.driving, frame.output
     if anchors:
         source = draw_anchors(source, m.anchors_source, m.jacobians_source)
-        driving = draw_anchors(driving, m.anchors_driving, m.jacobians_driving)
+        driving = draw_anchors(driving, m.anchors_on_driving, m.jacobians_driving)
         output = draw_anchors(output, m.anchors_driving)
     confidence = blend(heatmap(confidence_at(m.confidence, size, level), size), frame.output, 0.7)
     weights = blend(dominant_weight_map(m.weights, size), frame.output, 0.8)

@@ -160,7 +160,10 @@ class PoseRig:
         if background not in ("keep", "white", "green"):
             raise InputError(f"Unknown background {background!r}: use keep, white or green")
         pose = self._driving_pose(driving)
-        return self.render_pose(pose, background)
+        output, motion = self.render_pose(pose, background)
+        if driving is not None:  # where the anchors sit on the driving frame itself, for overlays
+            motion.anchors_observed = (_anchors(driving.points)[0] * (2.0 / (self.size - 1)) - 1).astype(np.float32)
+        return output, motion
 
     def render_pose(
         self, pose: np.ndarray, background: Background = "keep"
