@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -37,23 +37,48 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc})") from None
 
 
-def load_state_dict(model: nn.Module, path: Path) -> None:
-    """Load weights into ``model`` strictly, checking names and shapes; dtype follows the model."""
-    tensors = read_tensors(path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+def _check_names_and_shapes(path: Path, found: dict[str, tuple], expected: dict[str, tuple]) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not fit this model: {len(missing)} missing and {len(unexpected)} unexpected tensors"
             f" (e.g. {(missing or unexpected)[0]})"
         )
+    for name, shape in found.items():
+        if shape != expected[name]:
+            raise CheckpointError(f"{path}: tensor {name} has shape {shape}, expected {expected[name]}")
+
+
+def check_weights_fit(config: ModelConfig, path: Path) -> None:
+    """Check the tensor names and shapes in ``path``'s header against the model ``config`` describes, built
+    on the meta device: nothing is allocated or read, so a config.json that does not match its weights (or
+    asks for terabytes of channels) is a CheckpointError instead of an allocation failure."""
+    from internet.model import INTERNet  # internet.model imports this module
+
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc})") from None
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in INTERNet(config).state_dict().items()}
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path.parent}: config.json describes a model that cannot be built ({exc})") from None
+    _check_names_and_shapes(path, found, expected)
+
+
+def load_state_dict(model: nn.Module, path: Path) -> None:
+    """Load weights into ``model`` strictly, checking names and shapes; dtype follows the model."""
+    tensors = read_tensors(path)
+    expected = model.state_dict()
+    _check_names_and_shapes(path, {k: tuple(v.shape) for k, v in tensors.items()},
+                            {k: tuple(v.shape) for k, v in expected.items()})  # fmt: skip
     for name, tensor in tensors.items():
         want = expected[name]
-        if tensor.shape != want.shape:
-            raise CheckpointError(
-                f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}"
-            )
         if tensor.is_floating_point() != want.is_floating_point():
             raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected {want.dtype}")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():

@@ -167,6 +167,7 @@ class Animator:
         """``None``: pose rig only. ``"default"``: the committed checkpoint. Otherwise a checkpoint folder."""
         if checkpoint is None:
             return cls(None, device)
+        from internet.checkpoint import check_weights_fit, read_config
         from internet.errors import CheckpointError
         from internet.model import INTERNet
 
@@ -175,7 +176,8 @@ class Animator:
             raise InputError("No model checkpoint is committed yet: pass --checkpoint DIR or use --motion pose-rig")
         if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
             raise InputError(f"{path} is not a checkpoint folder (needs model.safetensors and config.json)")
-        try:
+        try:  # names and shapes first, on the meta device: an absurd config.json must not allocate anything
+            check_weights_fit(read_config(path / "config.json"), path / "model.safetensors")
             model = INTERNet.from_pretrained(path, device=device)
         except CheckpointError as error:
             raise InputError(str(error)) from None
