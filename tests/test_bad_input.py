@@ -11,8 +11,12 @@ Persons are the SynthRunway example media (``assets/examples``); every file is g
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import re
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -21,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
+from internet import INTERNet, load_config
 from internet.animate import main
-from internet.errors import InputError
+from internet.errors import CheckpointError, InputError
 from internet.media import read_video_stats
 from internet.pipeline import AnimateOptions, Animator, OutputPaths
 from tests import bad_media
@@ -222,3 +229,117 @@ def test_the_command_line_process(kind, good, tmp_path):
         assert stdout.startswith(f"wrote {ws.out / 'r.mp4'}")
         _assert_plays(ws.out / "r.mp4")
         _assert_nothing_left(ws, {"r.mp4"})
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+class _Tripwire:
+    """Unpickling this creates a file: proof that something was unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _rewrite_config(folder: Path, **changes) -> None:
+    data = json.loads((folder / "config.json").read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+def _retensor(folder: Path, change: Callable[[dict], dict]) -> None:
+    tensors = load_file(str(folder / "model.safetensors"))
+    save_file(change(tensors), str(folder / "model.safetensors"))
+
+
+def _first(tensors: dict) -> str:
+    return next(k for k, v in tensors.items() if v.is_floating_point())
+
+
+@dataclass(frozen=True)
+class CheckpointCase:
+    kind: str
+    spoil: Callable[[Path], None]  # turns a good tiny checkpoint folder into a bad one
+    error: str
+    # INTERNet.from_pretrained builds the model before it reads the weights: for a config that asks for
+    # 10**7 channels that is an allocation failure, so only the Animator/CLI path (which checks first) is run.
+    model_loader: bool = True
+
+
+CHECKPOINT_CASES = [
+    CheckpointCase("empty folder", lambda d: [p.unlink() for p in d.iterdir()], "not a checkpoint folder"),
+    CheckpointCase("config.json not JSON", lambda d: (d / "config.json").write_text("{image_size: 64"),
+                   "cannot read"),
+    CheckpointCase("config.json a list", lambda d: (d / "config.json").write_text("[1, 2]"), "JSON object"),
+    CheckpointCase("unknown config key", lambda d: _rewrite_config(d, colour="red"), "unknown key"),
+    CheckpointCase("config value of the wrong type", lambda d: _rewrite_config(d, image_size="big"),
+                   "integer"),
+    CheckpointCase("absurd config (huge channels)",
+                   lambda d: _rewrite_config(d, anchors__max_features=10**7, anchors__block_expansion=10**7),
+                   "has shape", model_loader=False),
+    CheckpointCase("pickle disguised as safetensors",
+                   lambda d: (d / "model.safetensors").write_bytes(pickle.dumps(_Tripwire(d / "UNPICKLED"))),
+                   "not a valid safetensors file"),
+    CheckpointCase("torch.save file as safetensors",
+                   lambda d: torch.save({"w": torch.zeros(2), "x": _Tripwire(d / "UNPICKLED")},
+                                        d / "model.safetensors"),
+                   "not a valid safetensors file"),
+    CheckpointCase("empty weights file", lambda d: (d / "model.safetensors").write_bytes(b""),
+                   "not a valid safetensors file"),
+    CheckpointCase("truncated weights", lambda d: bad_media.truncated(d / "model.safetensors",
+                                                                      d / "model.safetensors", 0.5),
+                   "not a valid safetensors file"),
+    CheckpointCase("header claims 2**60 bytes",
+                   lambda d: (d / "model.safetensors").write_bytes(struct.pack("<Q", 2**60) + b"{}"),
+                   "not a valid safetensors file"),
+    CheckpointCase("wrong shapes", lambda d: _retensor(d, lambda t: {**t, _first(t): torch.zeros(3, 3)}),
+                   "has shape"),
+    CheckpointCase("wrong dtype", lambda d: _retensor(d, lambda t: {**t, _first(t): t[_first(t)].int()}),
+                   "dtype"),
+    CheckpointCase("missing tensors", lambda d: _retensor(d, lambda t: dict(list(t.items())[1:])), "missing"),
+    CheckpointCase("unexpected tensors", lambda d: _retensor(d, lambda t: {**t, "extra.w": torch.zeros(1)}),
+                   "unexpected"),
+    CheckpointCase("NaN weights", lambda d: _retensor(d, lambda t: {**t, _first(t): t[_first(t)] / 0 * 0}),
+                   "NaN"),
+    CheckpointCase("weights of another preset", lambda d: save_file(
+                   INTERNet(load_config("small-128")).state_dict(), str(d / "model.safetensors")),
+                   "does not fit|has shape"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return INTERNet(load_config("tiny")).save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=[c.kind for c in CHECKPOINT_CASES])
+def test_bad_checkpoints_are_one_line_and_never_unpickled(case, tiny_checkpoint, good, tmp_path, capsys):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    case.spoil(folder)
+    if case.model_loader:
+        message = case.error if (folder / "config.json").exists() else "missing"
+        with pytest.raises(CheckpointError, match=message):
+            INTERNet.from_pretrained(folder)
+    with pytest.raises(InputError, match=case.error):
+        Animator.from_pretrained(folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    capsys.readouterr()
+    code = main([str(good[0]), str(good[1]), "-o", str(out / "r.mp4"), "--motion", "model",
+                 "--checkpoint", str(folder), "--center-crop"])  # fmt: skip
+    lines = _visible_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1 and re.search(case.error, lines[0]), lines
+    assert not (folder / "UNPICKLED").exists(), "something was unpickled"
+    assert not list(out.iterdir())
+
