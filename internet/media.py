@@ -58,7 +58,7 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE) -> np.nd
     except InputError:
         raise
     except (OSError, ValueError, TypeError, SyntaxError) as pillow_error:  # OpenCV knows a few more formats
-        rgb = _load_with_opencv(path)
+        rgb = None if _pillow_format(path) else _load_with_opencv(path)
         if rgb is None:
             raise InputError(f"{path.name} is not a readable image ({_short(pillow_error)})") from None
     return _limit_side(rgb, max_side)
@@ -110,11 +110,29 @@ def _pil_to_rgb(img) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+# Signatures of the formats Pillow reads: when Pillow fails on one of these the file is damaged, and OpenCV
+# must not try it (an 18-byte "PNG" whose first chunk claims 3 GB made OpenCV allocate 2.7 GB, then fail).
+_PILLOW_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def _pillow_format(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(8).startswith(_PILLOW_SIGNATURES)
+
+
 def _load_with_opencv(path: Path) -> np.ndarray | None:
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_DECODED_PIXELS))  # read at OpenCV's first decode
     import cv2
 
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles non-ASCII paths, cv2.imread does not
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if data.size else None
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent: its warnings would go to stderr
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if data.size else None
+    except cv2.error:
+        image = None
+    finally:
+        cv2.setLogLevel(level)
     if image is None:
         return None
     if image.dtype == np.uint16:

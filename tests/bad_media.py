@@ -83,6 +83,12 @@ def png_size_claim(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def png_chunk_claim(path: Path, length: int = 0xB880640B) -> Path:
+    """18 bytes: the PNG signature and a first chunk claiming ``length`` bytes (found by tests/test_fuzz.py)."""
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", length) + b"IHDR" + b"\x00\x01")
+    return path
+
+
 def rgba(path: Path) -> Path:
     """The person with a transparent background outside a centred ellipse."""
     rgb = person()

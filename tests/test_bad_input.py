@@ -90,6 +90,8 @@ CASES = [
     Case("1×1 photo", "source", "dot.png", bad_media.tiny_image, error="only 1×1 px"),
     Case("100 000² header claim", "source", "bomb.png",
          lambda p: bad_media.png_size_claim(p, 100_000, 100_000), error="above the 150 MP limit"),
+    Case("18-byte PNG claiming a 3 GB chunk", "source", "chunk.png", bad_media.png_chunk_claim,
+         error="not a readable image"),
     Case("RGBA photo", "source", "rgba.png", bad_media.rgba),
     Case("16-bit photo", "source", "deep.png", bad_media.sixteen_bit),
     Case("grayscale photo", "source", "gray.png", bad_media.grayscale),
