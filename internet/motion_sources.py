@@ -74,7 +74,9 @@ class ModelSource:
             self.state = model.prepare_source(self._tensor(source))
 
     def _tensor(self, rgb: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        """(1, 3, S, S) in [0, 1], channels-last (the layout the Animator gives the model's weights)."""
+        frame = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        return frame.contiguous(memory_format=torch.channels_last)
 
     def set_reference(self, driving: np.ndarray, landmarks: Landmarks | None) -> None:
         with torch.inference_mode():

@@ -159,6 +159,10 @@ class Animator:
     """Animate a photo with a driving video through either motion source; reusable across calls."""
 
     def __init__(self, model=None, device: str = "cpu") -> None:
+        if model is not None:  # oneDNN's preferred layout: 0.65x the time at 512² on CPU (docs/performance.md)
+            import torch
+
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.device = device
 

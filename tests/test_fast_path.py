@@ -85,3 +85,31 @@ def test_bf16_stays_close() -> None:
     predicted = fast.render(fast.prepare_source(source), driving)
     assert predicted.dtype == torch.float32
     assert compare(predicted, fast.reference(source, driving)).max_abs_diff < 0.2
+
+
+def test_the_pipelines_channels_last_model_source_matches_the_eager_model() -> None:
+    """The app/CLI path (Animator -> ModelSource, channels-last weights and frames, absolute motion) renders
+    what the plain NCHW ``model(source, driving)`` renders, within the fast path's tolerance."""
+    import copy
+
+    import numpy as np
+
+    from internet.motion_sources import ModelSource
+    from internet.pipeline import Animator
+
+    model = _model("small-128")
+    eager = copy.deepcopy(model)
+    size = model.config.image_size
+    source, driving = _frames(1, size, 1), _frames(3, size, 2)
+    to_rgb = lambda t: (t.permute(1, 2, 0) * 255).round().byte().numpy()  # noqa: E731
+    animator = Animator(model)
+    convs = [p for p in animator.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    motion = ModelSource(animator.model, to_rgb(source[0]), relative=False)
+    with torch.inference_mode():
+        for frame in driving:
+            image, _ = motion.render(to_rgb(frame), None)
+            reference = eager(torch.from_numpy(to_rgb(source[0])).permute(2, 0, 1)[None].float() / 255,
+                              torch.from_numpy(to_rgb(frame)).permute(2, 0, 1)[None].float() / 255).prediction
+            expected = (reference[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+            assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1  # one 8-bit level of rounding
