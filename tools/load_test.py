@@ -13,7 +13,7 @@ Starts ``app.py`` as its own process (so its memory is measured alone), then:
    ones beyond the queue must be refused with a clear "busy" message, the others must complete.
 
 Prints and (``--json``) writes: requests completed / failed, p50/p95 latency per endpoint, mixed outputs,
-the server's RSS at the start and the end and its peak, and what the queue-full phase returned.
+the server's RSS at the start and the end, its peak and a timeline (every 2 s), and what the queue-full phase returned.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class LoadReport:
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     rss_peak_mb: float = 0.0
+    rss_timeline_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the load, RSS)
     queue_full: dict = field(default_factory=dict)
 
 
@@ -193,8 +194,17 @@ def load_phase(server: Server, photos: list[Path], duration: float, fps: float, 
                     report.checked_outputs += 1
                     report.mixed_outputs += int(min(errors, key=errors.get) != index)
 
+    def sample_memory(done: threading.Event, started: float) -> None:
+        while not done.wait(2.0):
+            report.rss_timeline_mb.append((round(time.monotonic() - started, 1), round(server.rss_mb(), 1)))
+
+    done = threading.Event()
+    sampler = threading.Thread(target=sample_memory, args=(done, time.monotonic()), daemon=True)
+    sampler.start()
     with ThreadPoolExecutor(len(photos)) as pool:
         list(pool.map(user, range(len(photos))))
+    done.set()
+    sampler.join()
     for endpoint, values in latencies.items():
         report.latency_p50_s[endpoint] = round(percentile(values, 0.5), 2)
         report.latency_p95_s[endpoint] = round(percentile(values, 0.95), 2)
