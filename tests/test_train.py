@@ -290,3 +290,19 @@ def test_cli_reports_config_errors_in_one_line(clips, tmp_path, capsys):
     assert err[-1].startswith("error: ") and "train.lr" in err[-1]
     assert main(["--config", str(TINY), "--out", str(tmp_path), "--set", "data.root="]) == 1
     assert "data.root" in capsys.readouterr().err
+
+
+def test_export_writes_a_loadable_fp16_generator_of_the_chosen_step(clips, tmp_path):
+    from training.export import export, main
+
+    config = tiny(clips, max_steps=2, checkpoint_every=1, keep_checkpoints=3)
+    training_loop(config, tmp_path / "run")
+    used, diff = export(tmp_path / "run", tmp_path / "fp16", step=1)
+    assert used.name == "step-0000001"
+    stored = tensors(tmp_path / "fp16" / "model.safetensors")
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    step1 = tensors(used / "generator.safetensors")
+    assert all(torch.equal(stored[k], step1[k].half()) for k in step1)  # exactly the weights of step 1
+    assert 0 < diff < 1e-2  # fp16 rounding changes the output a little, not a lot
+    assert INTERNet.from_pretrained(tmp_path / "fp16").config == config.model
+    assert main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "missing"), "--step", "9"]) == 2
