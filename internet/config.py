@@ -54,6 +54,10 @@ class GeneratorConfig:
     bottleneck_channels: int = 128  # channels at 1/8 resolution
     num_bottleneck_blocks: int = 4
     num_refine_blocks: int = 1  # residual blocks after each skip fusion
+    # The full-resolution skip also carries the source RGB next to its encoded features (phi_2 = [S, enc(S)]).
+    # The encoder's GroupNorm removes each feature map's mean, so absolute colour otherwise has to be re-learnt
+    # from context; off in the paper's presets (and in the Table 2 ablation), on in the default checkpoint.
+    skip_image: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class ModelConfig:
             raise ConfigError(f"image_size must be a multiple of 32 and >= 64, got {self.image_size}")
         if self.generator.skip_mode not in ("multiscale", "ss4x"):
             raise ConfigError(f"generator.skip_mode must be 'multiscale' or 'ss4x', got {self.generator.skip_mode!r}")
+        if self.generator.skip_image and self.generator.skip_mode != "multiscale":
+            raise ConfigError("generator.skip_image needs the full-resolution skip of skip_mode 'multiscale'")
         if self.anchors.num_anchors < 1:
             raise ConfigError("anchors.num_anchors must be at least 1")
         for part in ("anchors", "motion"):  # checked before 2**num_blocks: a huge exponent would never finish

@@ -33,11 +33,14 @@ class SourceFeatures:
 
 
 class Encoder(nn.Module):
-    """Source image (B, 3, S, S) -> ``SourceFeatures``; computed once per video at inference."""
+    """Source image (B, 3, S, S) -> ``SourceFeatures``; computed once per video at inference.
 
-    def __init__(self, channels: tuple[int, int, int]) -> None:
+    With ``with_image`` the full-resolution features are [source RGB, stem features] (3 + c_full channels)."""
+
+    def __init__(self, channels: tuple[int, int, int], with_image: bool = False) -> None:
         super().__init__()
         c_full, c_half, c_quarter = channels
+        self.with_image = with_image
         self.stem = ConvBlock(3, c_full, kernel=7)
         self.down_half = DownBlock(c_full, c_half)
         self.down_quarter = DownBlock(c_half, c_quarter)
@@ -45,6 +48,8 @@ class Encoder(nn.Module):
     def forward(self, source: torch.Tensor) -> SourceFeatures:
         full = self.stem(source)
         half = self.down_half(full)
+        if self.with_image:
+            full = torch.cat([source.to(full.dtype), full], dim=1)
         return SourceFeatures(full=full, half=half, quarter=self.down_quarter(half))
 
 
@@ -69,7 +74,8 @@ class Generator(nn.Module):
         cb = config.bottleneck_channels
         multiscale = config.skip_mode == "multiscale"
         self.multiscale = multiscale
-        self.encoder = Encoder(config.channels)
+        self.encoder = Encoder(config.channels, with_image=config.skip_image)
+        c_skip_full = c_full + (3 if config.skip_image else 0)
         # Stage 1 (S/4): deformed phi_0 -> bottleneck at S/8 -> back to S/4, fused with the skip.
         self.bottleneck = nn.Sequential(
             DownBlock(c_quarter, cb),
@@ -81,7 +87,7 @@ class Generator(nn.Module):
         self.up_half = UpBlock(c_quarter, c_half)
         self.stage2 = Fusion(c_half * (2 if multiscale else 1), c_half, config.num_refine_blocks)
         self.up_full = UpBlock(c_half, c_full)
-        self.stage3 = Fusion(c_full * (2 if multiscale else 1), c_full, config.num_refine_blocks)
+        self.stage3 = Fusion(c_full + (c_skip_full if multiscale else 0), c_full, config.num_refine_blocks)
         self.to_rgb = nn.Conv2d(c_full, 3, kernel_size=7, padding=3)
 
     def decode(

@@ -238,3 +238,18 @@ def test_exponent_floats_without_a_dot_are_numbers():
         from_dict(Opt, {"lr": "fast"})
     with pytest.raises(ConfigError, match="integer"):
         from_dict(DiscriminatorConfig, {"num_scales": "1e2"})
+
+
+def test_skip_image_carries_the_warped_source_colour_into_the_finest_fusion(tmp_path):
+    """generator.skip_image: phi_2 = [S, enc(S)], so the full-resolution skip holds the source's RGB itself."""
+    torch.manual_seed(0)
+    model = INTERNet(load_config("tiny", ["generator.skip_image=true"])).eval()
+    src, drv = frames(64, seed=2)
+    features = model.generator.encoder(src)
+    assert features.full.shape[1] == 3 + model.config.generator.channels[0]
+    assert torch.equal(features.full[:, :3], src)
+    check_output(model(src, drv), model.config, 1)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert INTERNet.from_pretrained(tmp_path / "ckpt").config.generator.skip_image
+    with pytest.raises(ConfigError, match="skip_image"):
+        load_config("tiny", ["generator.skip_image=true", "generator.skip_mode=ss4x"])
