@@ -54,9 +54,11 @@ class GeneratorConfig:
     bottleneck_channels: int = 128  # channels at 1/8 resolution
     num_bottleneck_blocks: int = 4
     num_refine_blocks: int = 1  # residual blocks after each skip fusion
-    # The full-resolution skip also carries the source RGB next to its encoded features (phi_2 = [S, enc(S)]).
-    # The encoder's GroupNorm removes each feature map's mean, so absolute colour otherwise has to be re-learnt
-    # from context; off in the paper's presets (and in the Table 2 ablation), on in the default checkpoint.
+    # The full-resolution skip also carries the source RGB next to its encoded features (phi_2 = [S, enc(S)]),
+    # and the output layer predicts a correction of the deformed image: O = clip(M^2 F^2(S) + tanh(rgb(x))).
+    # The generator's GroupNorm removes each feature map's mean, so with a plain sigmoid output absolute colour
+    # has to be re-learnt from context (slow on a CPU budget). Not in the paper: off in every preset (and in
+    # the Table 2 ablation), on in the default checkpoint (see its model card).
     skip_image: bool = False
 
 

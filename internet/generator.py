@@ -89,6 +89,10 @@ class Generator(nn.Module):
         self.up_full = UpBlock(c_half, c_full)
         self.stage3 = Fusion(c_full + (c_skip_full if multiscale else 0), c_full, config.num_refine_blocks)
         self.to_rgb = nn.Conv2d(c_full, 3, kernel_size=7, padding=3)
+        self.residual_output = config.skip_image
+        if self.residual_output:  # starts as O = M^2 * F^2(S) exactly
+            nn.init.zeros_(self.to_rgb.weight)
+            nn.init.zeros_(self.to_rgb.bias)
 
     def decode(
         self, features: SourceFeatures, flows: list[torch.Tensor], confidences: list[torch.Tensor]
@@ -101,4 +105,6 @@ class Generator(nn.Module):
         x = self.up_full(self.stage2(x, skip1))
         skip2 = deformable_skip(features.full, flows[2], confidences[2]) if self.multiscale else None
         x = self.stage3(x, skip2)
+        if self.residual_output:  # skip_image: a correction of the deformed source image M^2 * F^2(S)
+            return (skip2[:, :3].float() + torch.tanh(self.to_rgb(x).float())).clamp(0.0, 1.0)
         return torch.sigmoid(self.to_rgb(x).float())

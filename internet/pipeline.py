@@ -295,7 +295,7 @@ class Animator:
         if options.motion == "pose-rig":
             return options.size
         if self.model is None:
-            raise InputError("--motion model needs a checkpoint: pass --checkpoint DIR (none is committed yet)")
+            raise InputError("--motion model needs a checkpoint, and this server or Animator was started without one")
         size = self.model.config.image_size
         if options.size != size:
             warnings.append(f"The checkpoint renders at {size}²; --size {options.size} is ignored")

@@ -241,14 +241,18 @@ def test_exponent_floats_without_a_dot_are_numbers():
 
 
 def test_skip_image_carries_the_warped_source_colour_into_the_finest_fusion(tmp_path):
-    """generator.skip_image: phi_2 = [S, enc(S)], so the full-resolution skip holds the source's RGB itself."""
+    """generator.skip_image: phi_2 = [S, enc(S)], and the output corrects the deformed source image."""
     torch.manual_seed(0)
     model = INTERNet(load_config("tiny", ["generator.skip_image=true"])).eval()
     src, drv = frames(64, seed=2)
     features = model.generator.encoder(src)
     assert features.full.shape[1] == 3 + model.config.generator.channels[0]
     assert torch.equal(features.full[:, :3], src)
-    check_output(model(src, drv), model.config, 1)
+    out = model(src, drv)
+    check_output(out, model.config, 1)
+    # The output layer starts at zero, so an untrained model outputs exactly the deformed source M^2 F^2(S).
+    deformed = deformable_skip(src, out.flows[-1], out.confidences[-1])
+    assert torch.allclose(out.prediction, deformed.clamp(0, 1), atol=1e-6)
     model.save_pretrained(tmp_path / "ckpt")
     assert INTERNet.from_pretrained(tmp_path / "ckpt").config.generator.skip_image
     with pytest.raises(ConfigError, match="skip_image"):
