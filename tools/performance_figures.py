@@ -20,6 +20,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def time_per_frame(bench: dict, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     families: dict[str, list[tuple[int, float]]] = {}
@@ -42,11 +49,7 @@ def time_per_frame(bench: dict, out: Path) -> Path:
     ax.set_title("Time per frame vs resolution")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "time_per_frame.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "time_per_frame.png")
 
 
 def memory(bench: dict, out: Path) -> Path:
@@ -62,11 +65,7 @@ def memory(bench: dict, out: Path) -> Path:
     ax.set_ylim(0, max(p[1] for p in points) * 1.3)
     ax.set_title("Memory vs video length")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "memory.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "memory.png")
 
 
 def main(argv: list[str] | None = None) -> int:
