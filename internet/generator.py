@@ -4,6 +4,9 @@ The source is encoded at full, 1/2 and 1/4 resolution (phi_2, phi_1, phi_0). Dec
 deformed 1/4-resolution features (a residual bottleneck at 1/8), then each stage upsamples 2x and, in the
 multi-scale ("MS") variant, concatenates the deformed skip M^i * F^i(phi_i) of that scale (Eq 6). The
 "SS4x" ablation baseline deforms only the 1/4-resolution features and upsamples 4x without further skips.
+
+``generator.skip_image`` (not in the paper; off in every preset, on in the default checkpoint) puts the source
+RGB into phi_2 and makes the output a correction of the deformed image: O = clip(M^2 F^2(S) + tanh(rgb(x))).
 """
 
 from __future__ import annotations
