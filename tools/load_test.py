@@ -146,12 +146,17 @@ def settings(fps: float, seconds: float) -> list:
     return ["pose-rig", 256, "relative", False, seconds, fps, True, "keep"]
 
 
-def call(url: str, endpoint: str, photo: Path, fps: float, seconds: float) -> str:
-    from gradio_client import Client, handle_file
+def client(url: str):
+    from gradio_client import Client
 
-    outputs = Client(url, verbose=False).predict(
-        handle_file(str(photo)), handle_file(str(CLIP)), *settings(fps, seconds), api_name=endpoint
-    )
+    return Client(url, verbose=False)
+
+
+def call(user, endpoint: str, photo: Path, fps: float, seconds: float) -> str:
+    """One request by ``user`` (a ``gradio_client.Client``); returns the path of the video it got back."""
+    from gradio_client import handle_file
+
+    outputs = user.predict(handle_file(str(photo)), handle_file(str(CLIP)), *settings(fps, seconds), api_name=endpoint)
     return outputs[0]
 
 
@@ -164,8 +169,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def load_phase(server: Server, photos: list[Path], duration: float, fps: float, seconds: float) -> LoadReport:
     report = LoadReport(clients=len(photos), duration_s=duration)
+    reference_user = client(server.url)
     references = {
-        (endpoint, i): first_frame(call(server.url, endpoint, photo, fps, seconds))
+        (endpoint, i): first_frame(call(reference_user, endpoint, photo, fps, seconds))
         for i, photo in enumerate(photos)
         for endpoint in ENDPOINTS
     }
@@ -175,11 +181,12 @@ def load_phase(server: Server, photos: list[Path], duration: float, fps: float, 
     stop_at = time.monotonic() + duration
 
     def user(index: int) -> None:
+        me = client(server.url)
         while time.monotonic() < stop_at:
             for endpoint in ENDPOINTS:
                 started = time.monotonic()
                 try:
-                    video = call(server.url, endpoint, photos[index], fps, seconds)
+                    video = call(me, endpoint, photos[index], fps, seconds)
                     frame = first_frame(video)
                 except Exception as error:  # noqa: BLE001 - every failure is counted and reported
                     with lock:
@@ -216,12 +223,12 @@ def load_phase(server: Server, photos: list[Path], duration: float, fps: float, 
 
 def queue_full_phase(work: Path, photos: list[Path], fps: float, seconds: float) -> dict:
     """``len(photos)`` renders at once against a queue of 2: some are told the app is busy, none crash."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     server = start_server(work, max_queue="2", render_concurrency="1")
     try:
         jobs = [
-            Client(server.url, verbose=False).submit(
+            client(server.url).submit(
                 handle_file(str(p)), handle_file(str(CLIP)), *settings(fps, seconds), api_name="/render"
             )
             for p in photos
@@ -235,7 +242,7 @@ def queue_full_phase(work: Path, photos: list[Path], fps: float, seconds: float)
                 message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
                 (busy if BUSY.search(message) else other).append(message)
         alive = server.process.poll() is None
-        after = Client(server.url, verbose=False).predict(  # the server still serves once the burst is over
+        after = client(server.url).predict(  # the server still serves once the burst is over
             handle_file(str(photos[0])), handle_file(str(CLIP)), *settings(fps, seconds), api_name="/preview"
         )
         return {

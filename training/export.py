@@ -39,12 +39,14 @@ def run_checkpoint(run: Path, step: int | None = None) -> Path:
 
 
 def load_generator(run: Path, checkpoint: Path) -> INTERNet:
-    """The generator of ``checkpoint``, built from the model section of ``run/config.yaml``."""
+    """The generator of ``checkpoint`` (its EMA when the run kept one, as ``final/`` does), built from the model
+    section of ``run/config.yaml``."""
     config_path = run / "config.yaml"
     if not config_path.is_file():
         raise ConfigError(f"missing {config_path} (written by training.train at the start of the run)")
     model = INTERNet(from_dict(ModelConfig, yaml.safe_load(config_path.read_text())["model"], str(config_path)))
-    load_state_dict(model, checkpoint / "generator.safetensors")
+    ema = checkpoint / "generator_ema.safetensors"
+    load_state_dict(model, ema if ema.is_file() else checkpoint / "generator.safetensors")
     return model.eval()
 
 
