@@ -333,8 +333,10 @@ class VideoReader:
     """Stream RGB frames of a video at a constant frame rate, optionally truncated and resized.
 
     ``fps`` resamples to a constant rate (variable-frame-rate phone videos become regular); ``max_seconds``
-    truncates; ``size`` (w, h) scales in ffmpeg. Rotation metadata is applied by ffmpeg. Frames are read in
-    a background thread into a small queue, so decoding overlaps with whatever consumes them.
+    truncates; ``size`` (w, h) scales in ffmpeg. ``start_frame`` skips that many frames of the resampled
+    stream (exactly the frames a reader from 0 would give first) and ``max_frames`` stops after that many,
+    so a video can be read in segments by several readers. Rotation metadata is applied by ffmpeg. Frames
+    are read in a background thread into a small queue, so decoding overlaps with whatever consumes them.
 
     Use as a context manager or iterate directly; ``close()`` stops ffmpeg early.
     """
@@ -345,12 +347,17 @@ class VideoReader:
         fps: float | None = None,
         max_seconds: float | None = None,
         size: tuple[int, int] | None = None,
+        start_frame: int = 0,
+        max_frames: int | None = None,
     ) -> None:
         self.info = info
         self.fps = fps or info.fps
         self.size = size or (info.width, info.height)
         self.frames_read = 0
+        self.max_frames = max_frames
         filters = [f"fps={self.fps:.6f}"]
+        if start_frame > 0:  # after the resampling, before the scaling: skipped frames are never scaled
+            filters.append(f"trim=start_frame={int(start_frame)}")
         if size is not None:
             filters.append(f"scale={size[0]}:{size[1]}:flags=area")
         cmd = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(info.path)]
@@ -392,6 +399,10 @@ class VideoReader:
 
     def __next__(self) -> np.ndarray:
         if self._done or self._stop.is_set():
+            raise StopIteration
+        if self.max_frames is not None and self.frames_read >= self.max_frames:
+            self._done = True
+            self.close()
             raise StopIteration
         item = self._queue.get()
         if item is None:

@@ -148,9 +148,7 @@ class Studio:
         """Load the checkpoint named by ``limits.checkpoint`` once ("default": the committed one, if any)."""
         name = limits.checkpoint.strip()
         path = None if name.lower() == "none" else default_checkpoint() if name == "default" else Path(name)
-        animator = (
-            Animator.from_pretrained(path, device=limits.device) if path else Animator(None, limits.device)
-        )
+        animator = Animator.from_pretrained(path, device=limits.device) if path else Animator(None, limits.device)
         return cls(animator, limits, path)
 
     @property
@@ -196,9 +194,7 @@ class Studio:
             preview = PreviewSession.from_frames(result.source, result.frames, result.fps, options.motion)
             warnings += [w for w in result.warnings if "only the first" not in w]  # a preview is always short
             _warn(warnings)
-            summary = _summary(
-                "Preview", result.frame_count, result.size, result.fps, result.has_audio, warnings
-            )
+            summary = _summary("Preview", result.frame_count, result.size, result.fps, result.has_audio, warnings)
             return str(outputs.video), preview, summary
 
     def render(
@@ -259,9 +255,7 @@ class Studio:
             result = self.animator.animate(photo, video, options, outputs, progress, cancel)
             warnings += result.warnings
             _warn(warnings)
-            summary = _summary(
-                "Render", result.frame_count, result.size, result.fps, result.has_audio, warnings
-            )
+            summary = _summary("Render", result.frame_count, result.size, result.fps, result.has_audio, warnings)
             series = WarpErrorSeries("render", result.fps, result.warp_error)
             return RenderFiles(
                 outputs.video, outputs.side_by_side, outputs.overlays, outputs.anchors_json, series, summary
@@ -276,9 +270,7 @@ class Studio:
         """The inspection panel's frame slider, spanning a new preview."""
         if preview is None or not preview.frames:
             return gr.Slider(minimum=0, maximum=1, value=0, interactive=False)
-        return gr.Slider(
-            minimum=0, maximum=max(1, len(preview.frames) - 1), value=0, step=1, interactive=True
-        )
+        return gr.Slider(minimum=0, maximum=max(1, len(preview.frames) - 1), value=0, step=1, interactive=True)
 
     def inspect(
         self, preview: PreviewSession | None, index: float, anchors: bool, level: str
@@ -286,13 +278,9 @@ class Studio:
         """The six inspection tiles of one preview frame (empty before the first preview)."""
         if preview is None or not preview.frames:
             return (None,) * 6
-        return inspection_images(
-            preview, int(index), bool(anchors), CONFIDENCE_LEVELS.get(level, 2)
-        ).as_tuple()
+        return inspection_images(preview, int(index), bool(anchors), CONFIDENCE_LEVELS.get(level, 2)).as_tuple()
 
-    def export(
-        self, preview: PreviewSession | None, index: float, request: gr.Request | None = None
-    ) -> gr.File:
+    def export(self, preview: PreviewSession | None, index: float, request: gr.Request | None = None) -> gr.File:
         """A file list with the PNG of the overlay panel at ``index`` and the preview's anchors JSON."""
         if preview is None or not preview.frames:
             raise gr.Error("Run a preview first, then export its overlays", print_exception=False)
@@ -316,9 +304,7 @@ class Studio:
         return warp_error_table(series), warp_error_image(preview, index), slider
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _inputs(
-        self, source: str | None, driving: str | None, keep_audio: bool, folder: Path
-    ) -> tuple[str, str]:
+    def _inputs(self, source: str | None, driving: str | None, keep_audio: bool, folder: Path) -> tuple[str, str]:
         if not source:
             raise InputError("Add a photo of a person first (upload one or pick an example)")
         if not driving:

@@ -121,14 +121,10 @@ def inspection_panel(preview_seconds: float) -> InspectionPanel:
     for row in range(2):
         with gr.Row():
             tiles += [
-                gr.Image(
-                    label=title, height=200, interactive=False, elem_classes="tile", buttons=["download"]
-                )
+                gr.Image(label=title, height=200, interactive=False, elem_classes="tile", buttons=["download"])
                 for title in INSPECTION_TITLES[3 * row : 3 * row + 3]
             ]
-    exported = gr.File(
-        label="Overlays PNG + anchors JSON", file_count="multiple", visible=False, elem_id="exported"
-    )
+    exported = gr.File(label="Overlays PNG + anchors JSON", file_count="multiple", visible=False, elem_id="exported")
     return InspectionPanel(video, frame, anchors, level, export, tiles, exported)
 
 
@@ -150,7 +146,5 @@ def render_outputs() -> RenderOutputs:
     with gr.Row():
         side = gr.Video(label="Source | driving | result", elem_id="sbs-video")
         overlays = gr.Video(label="Overlays: anchors, confidence, weights, flow, warp error")
-    downloads = gr.File(
-        label="Download: MP4 + anchors JSON", file_count="multiple", height=150, elem_id="downloads"
-    )
+    downloads = gr.File(label="Download: MP4 + anchors JSON", file_count="multiple", height=150, elem_id="downloads")
     return RenderOutputs(result, side, overlays, downloads)

@@ -112,9 +112,7 @@ class Settings:
             seconds = limits.max_seconds
         fps = _number(self.fps, "fps")
         if not 0 <= fps <= 60:
-            raise InputError(
-                f"The frame rate must be between 1 and 60 (0: the driving video's), got {self.fps}"
-            )
+            raise InputError(f"The frame rate must be between 1 and 60 (0: the driving video's), got {self.fps}")
         return AnimateOptions(
             motion=self.motion,
             size=int(size),

@@ -37,9 +37,7 @@ class PreviewSession:
     warp_error: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (F,), NaN for frame 0
 
     @classmethod
-    def from_frames(
-        cls, source: np.ndarray, frames: list[FrameResult], fps: float, motion: str
-    ) -> PreviewSession:
+    def from_frames(cls, source: np.ndarray, frames: list[FrameResult], fps: float, motion: str) -> PreviewSession:
         """Keep the frames and recompute the temporal diagnostic's maps (the pipeline keeps only means)."""
         size = source.shape[0]
         meter = WarpErrorMeter(resolution=max(32, size // 4))  # the pipeline's resolution, so means agree

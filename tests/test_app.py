@@ -79,9 +79,7 @@ def test_confidence_levels_are_a_2x_pyramid():
     m = rng.random((64, 64)).astype(np.float32)
     sides = [confidence_at(m, 256, level).shape[0] for level in CONFIDENCE_LEVELS.values()]
     assert sides == [64, 128, 256]
-    np.testing.assert_allclose(
-        confidence_at(m, 256, 0), m
-    )  # the stored map is M^0 for a 256² pose-rig render
+    np.testing.assert_allclose(confidence_at(m, 256, 0), m)  # the stored map is M^0 for a 256² pose-rig render
     assert confidence_at(m, 256, 2).mean() == pytest.approx(m.mean(), abs=0.01)
 
 

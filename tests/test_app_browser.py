@@ -30,9 +30,7 @@ CHROMIUM_ARGS = [
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    ),
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 
 
@@ -105,9 +103,7 @@ def test_preview_inspect_and_render_an_example(page: Page):
     _set_number(page, "#frame", 7)
     expect(page.locator(".tile img").nth(5)).not_to_have_attribute("src", before or "", timeout=30_000)
     page.locator("#export-btn").click()
-    expect(page.locator("#exported")).to_contain_text(
-        re.compile(r"overlays_frame_0007\s*\.png.*anchors_preview")
-    )
+    expect(page.locator("#exported")).to_contain_text(re.compile(r"overlays_frame_0007\s*\.png.*anchors_preview"))
     page.screenshot(path=str(ARTIFACTS / "03-frame-7.png"), full_page=True)
 
     page.locator("#render-btn").click()

@@ -205,8 +205,11 @@ def test_the_table_covers_at_least_fifteen_kinds():
 
 # Real processes for a few rows: what a person at a terminal sees.
 PROCESS_CASES = [
-    "text file named .mp4", "corrupt frames", "no person in the video",
-    "4-hour header claim", "variable frame rate",
+    "text file named .mp4",
+    "corrupt frames",
+    "no person in the video",
+    "4-hour header claim",
+    "variable frame rate",
 ]
 
 
@@ -344,4 +347,3 @@ def test_bad_checkpoints_are_one_line_and_never_unpickled(case, tiny_checkpoint,
     assert code == 2 and len(lines) == 1 and re.search(case.error, lines[0]), lines
     assert not (folder / "UNPICKLED").exists(), "something was unpickled"
     assert not list(out.iterdir())
-

@@ -102,12 +102,8 @@ def test_synthrunway_sample_matches_the_clip_on_disk(synth_root: Path) -> None:
             assert tensor.shape == (3, SIZE, SIZE) and tensor.dtype == torch.float32
             assert tensor.min() >= 0.0 and tensor.max() <= 1.0
         np.testing.assert_array_equal(_as_image(sample.source), _imread_rgb(clip_dir / "frames/00000.png"))
-        np.testing.assert_array_equal(
-            _as_image(sample.previous), _imread_rgb(clip_dir / f"frames/{t - 1:05d}.png")
-        )
-        np.testing.assert_array_equal(
-            _as_image(sample.driving), _imread_rgb(clip_dir / f"frames/{t:05d}.png")
-        )
+        np.testing.assert_array_equal(_as_image(sample.previous), _imread_rgb(clip_dir / f"frames/{t - 1:05d}.png"))
+        np.testing.assert_array_equal(_as_image(sample.driving), _imread_rgb(clip_dir / f"frames/{t:05d}.png"))
         assert sample.flow.shape == (SIZE, SIZE, 2) and sample.flow.dtype == torch.float32
         np.testing.assert_array_equal(sample.flow.numpy(), flow[t - 1].astype(np.float32))
         assert sample.valid.shape == (1, SIZE, SIZE) and sample.valid.dtype == torch.float32
@@ -120,11 +116,7 @@ def test_synthrunway_sample_matches_the_clip_on_disk(synth_root: Path) -> None:
 def test_sampling_is_deterministic_per_index_and_epoch(synth_root: Path) -> None:
     dataset = SynthRunwayDataset(synth_root, split="train", seed=7)
     first, again = dataset[0], dataset[0]
-    assert (
-        first.t == again.t
-        and torch.equal(first.driving, again.driving)
-        and torch.equal(first.flow, again.flow)
-    )
+    assert first.t == again.t and torch.equal(first.driving, again.driving) and torch.equal(first.flow, again.flow)
     same = dataset.sample(0, sample_generator(7, 0, 0))
     assert same.t == first.t
     ts = []

@@ -109,7 +109,9 @@ def test_the_pipelines_channels_last_model_source_matches_the_eager_model() -> N
     with torch.inference_mode():
         for frame in driving:
             image, _ = motion.render(to_rgb(frame), None)
-            reference = eager(torch.from_numpy(to_rgb(source[0])).permute(2, 0, 1)[None].float() / 255,
-                              torch.from_numpy(to_rgb(frame)).permute(2, 0, 1)[None].float() / 255).prediction
+            reference = eager(
+                torch.from_numpy(to_rgb(source[0])).permute(2, 0, 1)[None].float() / 255,
+                torch.from_numpy(to_rgb(frame)).permute(2, 0, 1)[None].float() / 255,
+            ).prediction
             expected = (reference[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1  # one 8-bit level of rounding

@@ -37,6 +37,19 @@ def test_crop_outside_replicates_edges():
     assert (out[:20, 25] == (200, 0, 0)).all() and (out[:20, 75] == (0, 0, 200)).all()
 
 
+def test_crop_matches_clamped_indexing_wherever_the_window_lies():
+    """Every pixel of the window is the image pixel at the clamped index (windows inside, across, beyond)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = rng.integers(1, 30, 2)
+        image = rng.integers(0, 255, (h, w, 3), np.uint8)
+        side, x0, y0 = int(rng.integers(1, 50)), int(rng.integers(-60, 60)), int(rng.integers(-60, 60))
+        ys, xs = np.clip(np.arange(y0, y0 + side), 0, h - 1), np.clip(np.arange(x0, x0 + side), 0, w - 1)
+        assert np.array_equal(Crop(x0, y0, side).apply(image, side), image[np.ix_(ys, xs)]), (h, w, x0, y0, side)
+        mask = image[..., 0].astype(np.float32)
+        assert np.array_equal(Crop(x0, y0, side).apply(mask, side), mask[np.ix_(ys, xs)])
+
+
 def test_crop_scaled_matches_resized_image():
     crop = Crop(12, 8, 40)
     assert crop.scaled(2.0) == Crop(24, 16, 80)

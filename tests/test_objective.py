@@ -97,9 +97,7 @@ def test_perceptual_loss_weights_each_layer():
 # --------------------------------------------------------------------------- temporal (Eq 3, Eq 4)
 
 
-def _shifted_pair(
-    dx: int, dy: int, size: int = 16
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _shifted_pair(dx: int, dy: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """previous = random texture; current(x) = previous(x + (dx, dy)); flow and in-frame mask known."""
     g = torch.Generator().manual_seed(3)
     previous = torch.rand(2, 3, size, size, generator=g)
@@ -243,9 +241,9 @@ def test_vgg_weights_load_from_torchvision_layouts(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     f11, f21, f34 = vgg(x)
     assert f11.shape == (1, 64, 16, 16) and f21.shape == (1, 128, 8, 8) and f34.shape == (1, 256, 4, 4)
-    normalized = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
-        [0.229, 0.224, 0.225]
-    ).view(1, 3, 1, 1)
+    normalized = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1
+    )
     manual = F.relu(F.conv2d(normalized, state["features.0.weight"], state["features.0.bias"], padding=1))
     assert torch.allclose(f11, manual, atol=1e-5)
     assert not any(p.requires_grad for p in vgg.parameters())
@@ -353,9 +351,7 @@ def test_loss_terms_under_bf16_autocast_stay_close_to_float32():
             ).losses.scalars()
         )
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            step = objective.generator_step(
-                model, model.detect, disc, batch, torch.Generator().manual_seed(0)
-            )
+            step = objective.generator_step(model, model.detect, disc, batch, torch.Generator().manual_seed(0))
     half = dict(step.losses.scalars())
     for name in ("perceptual", "adversarial", "feature_matching", "total"):
         assert half[name] == pytest.approx(full[name], rel=0.05), name

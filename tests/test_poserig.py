@@ -201,9 +201,7 @@ def test_confidence_is_low_where_the_arm_uncovers_the_torso() -> None:
     cv2.line(forearm, tuple(across[JOINT["right_elbow"]].astype(int)), (50, 44), 1, 4)
     torso = np.zeros((S, S), np.uint8)
     cv2.fillConvexPoly(torso, np.array([(45, 30), (52, 30), (52, 50), (45, 50)]), 1)
-    uncovered = cv2.resize(
-        (forearm & torso).astype(np.float32), (S // 4, S // 4), interpolation=cv2.INTER_AREA
-    )
+    uncovered = cv2.resize((forearm & torso).astype(np.float32), (S // 4, S // 4), interpolation=cv2.INTER_AREA)
     untouched = np.zeros((S // 4, S // 4), bool)
     untouched[7:10, 11:14] = True  # the upper chest, far from both arms
     on_uncovered = (motion.confidence * uncovered).sum() / uncovered.sum()  # coverage-weighted mean
@@ -227,12 +225,8 @@ def test_no_holes_inside_the_warped_silhouette(moves: dict[str, float]) -> None:
     # Tears at the part seams: background where the figure should be (2 px of slack for the soft edge and
     # for elbows, which skinning rounds where the drawing has round line caps).
     inside = _erode(expected, 2)
-    assert background[inside].sum() == 0, (
-        f"{background[inside].sum()} background pixels inside the silhouette"
-    )
-    assert background[
-        ~cv2.dilate(expected, np.ones((9, 9), np.uint8)).astype(bool)
-    ].all()  # nothing left behind
+    assert background[inside].sum() == 0, f"{background[inside].sum()} background pixels inside the silhouette"
+    assert background[~cv2.dilate(expected, np.ones((9, 9), np.uint8)).astype(bool)].all()  # nothing left behind
 
 
 def test_relative_mode_with_a_still_driver_keeps_the_source() -> None:
@@ -272,14 +266,10 @@ def test_pose_distance_ignores_place_and_scale() -> None:
 
 def test_limb_angle_correlation_definition() -> None:
     rng = np.random.default_rng(1)
-    seq = [
-        _landmarks(_pose(left_arm=a, right_forearm=b, left_leg=c))
-        for a, b, c in rng.uniform(-60, 60, size=(12, 3))
-    ]
+    seq = [_landmarks(_pose(left_arm=a, right_forearm=b, left_leg=c)) for a, b, c in rng.uniform(-60, 60, size=(12, 3))]
     frozen = [_landmarks(STANDING)] * len(seq)
     mirrored = [
-        _landmarks(_pose(left_arm=-a, right_forearm=-b, left_leg=-c))
-        for a, b, c in rng.uniform(-60, 60, size=(12, 3))
+        _landmarks(_pose(left_arm=-a, right_forearm=-b, left_leg=-c)) for a, b, c in rng.uniform(-60, 60, size=(12, 3))
     ]
     assert limb_angle_correlation(seq, seq) == pytest.approx(1.0)
     assert limb_angle_correlation(seq, frozen) == 0.0

@@ -98,9 +98,7 @@ def _area(points: torch.Tensor) -> torch.Tensor:
 
 
 @SETTINGS
-@given(
-    st.integers(4, 24), st.integers(4, 24), st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 2**31 - 1)
-)
+@given(st.integers(4, 24), st.integers(4, 24), st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 2**31 - 1))
 def test_warp_by_an_integer_translation_is_a_roll_on_the_interior(h, w, dx, dy, seed):
     assume(abs(dx) < w - 1 and abs(dy) < h - 1)
     image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

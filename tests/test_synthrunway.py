@@ -39,9 +39,7 @@ def _frames(clip: Path) -> list[np.ndarray]:
 def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     h, w = flow.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return cv2.remap(
-        image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _edge_band(mask: np.ndarray) -> np.ndarray:
@@ -158,10 +156,7 @@ def test_split_convention_and_names() -> None:
 
 
 def test_cli_writes_clips_and_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert (
-        main(["--out", str(tmp_path), "--clips", "1", "--frames", "3", "--size", "48", "--seed", "10001"])
-        == 0
-    )
+    assert main(["--out", str(tmp_path), "--clips", "1", "--frames", "3", "--size", "48", "--seed", "10001"]) == 0
     meta = json.loads((tmp_path / clip_name(10001, 0) / "meta.json").read_text())
     assert meta["split"] == "test"
     assert main(["--out", str(tmp_path), "--clips", "1", "--frames", "1", "--size", "48"]) == 2

@@ -73,14 +73,8 @@ def test_every_shipped_config_parses_and_overrides_are_validated():
     paper = load_experiment(ROOT / "training" / "configs" / "fashion-512.yaml")
     assert (paper.model.image_size, paper.train.batch_size, paper.train.epochs) == (512, 16, 100)
     assert paper.loss.temporal == "intrinsic" and paper.model.generator.skip_mode == "multiscale"
-    config = load_experiment(
-        TINY, ["train.lr=1e-4", "model.preset=small-128", "model.generator.skip_mode=ss4x"]
-    )
-    assert (
-        config.train.lr == 1e-4
-        and config.model.image_size == 128
-        and config.model.generator.skip_mode == "ss4x"
-    )
+    config = load_experiment(TINY, ["train.lr=1e-4", "model.preset=small-128", "model.generator.skip_mode=ss4x"])
+    assert config.train.lr == 1e-4 and config.model.image_size == 128 and config.model.generator.skip_mode == "ss4x"
     for bad, match in [
         ("train.lrr=1", "lrr"),
         ("train.lr=fast", "train.lr"),
@@ -104,9 +98,7 @@ def test_one_step_per_temporal_scheme_changes_the_weights(clips, tmp_path, tempo
     initial = INTERNet(config.model).state_dict()
     trained = tensors(tmp_path / "final" / "model.safetensors")
     assert all(torch.isfinite(v).all() for v in trained.values())
-    changed = [
-        k for k in initial if initial[k].is_floating_point() and not torch.equal(initial[k], trained[k])
-    ]
+    changed = [k for k in initial if initial[k].is_floating_point() and not torch.equal(initial[k], trained[k])]
     assert len(changed) > len(initial) // 2
     values = result.history[-1].values
     assert all(torch.isfinite(torch.tensor(v)) for k, v in values.items() if not k.startswith("grad_norm"))
@@ -121,9 +113,7 @@ def test_a_vgg_weights_file_switches_on_the_vgg_and_style_losses(clips, tmp_path
     from tests.test_objective import _fake_vgg_state  # a file in the torchvision layout (not pretrained)
 
     torch.save(_fake_vgg_state(), tmp_path / "vgg19.pth")
-    config = replace(
-        tiny(clips, max_steps=1, image_every=0), loss={"vgg_weights": str(tmp_path / "vgg19.pth")}
-    )
+    config = replace(tiny(clips, max_steps=1, image_every=0), loss={"vgg_weights": str(tmp_path / "vgg19.pth")})
     result = training_loop(config, tmp_path / "run")
     assert result.history[-1].values["G/style"] > 0
     assert f"VGG-19 from {tmp_path / 'vgg19.pth'}" in (tmp_path / "run" / "log.txt").read_text()
@@ -131,9 +121,7 @@ def test_a_vgg_weights_file_switches_on_the_vgg_and_style_losses(clips, tmp_path
 
 def test_twenty_steps_on_one_batch_lower_the_reconstruction_loss(clips, tmp_path):
     sample = SynthRunwayDataset(clips, size=64, min_offset=1)[0]
-    config = replace(
-        tiny(clips, max_steps=20, checkpoint_every=100, image_every=0, lr=1e-3), loss={"adversarial": 0.0}
-    )
+    config = replace(tiny(clips, max_steps=20, checkpoint_every=100, image_every=0, lr=1e-3), loss={"adversarial": 0.0})
     result = training_loop(config, tmp_path, dataset=FixedBatch(sample))
     perceptual = [log.values["G/perceptual"] for log in result.history]
     total = [log.values["G/total"] for log in result.history]
@@ -259,9 +247,7 @@ def test_nan_steps_are_skipped_and_repeated_nans_stop_the_run(clips, tmp_path):
         training_loop(config, tmp_path / "all", dataset=FixedBatch(sample, length=2, nan_every=1))
     assert latest_checkpoint(tmp_path / "all" / "checkpoints") is None or all(
         torch.isfinite(v).all()
-        for v in tensors(
-            latest_checkpoint(tmp_path / "all" / "checkpoints") / "generator.safetensors"
-        ).values()
+        for v in tensors(latest_checkpoint(tmp_path / "all" / "checkpoints") / "generator.safetensors").values()
     )
 
 

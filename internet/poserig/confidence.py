@@ -17,10 +17,23 @@ import numpy as np
 def stretch_factor(grid_map: np.ndarray, scale: float, min_area: float = 0.5) -> np.ndarray:
     """1 where the map keeps or shrinks area, falling to 0 where the source is magnified below ``min_area``
     or the mapping folds over (negative Jacobian determinant). ``grid_map`` is in source pixels."""
-    gy_x, gx_x = np.gradient(grid_map[..., 0])
-    gy_y, gx_y = np.gradient(grid_map[..., 1])
-    det = (gx_x * gy_y - gy_x * gx_y) / float(scale * scale)  # source area per output area
+    d_dy, d_dx = _gradient(grid_map, 0), _gradient(grid_map, 1)  # (h, w, 2) each: d(x, y)/dy and d(x, y)/dx
+    det = (d_dx[..., 0] * d_dy[..., 1] - d_dy[..., 0] * d_dx[..., 1]) / float(
+        scale * scale
+    )  # source area per output area
     return np.clip(det / min_area, 0.0, 1.0).astype(np.float32)
+
+
+def _gradient(values: np.ndarray, axis: int) -> np.ndarray:
+    """``np.gradient`` along one axis (central differences inside, one-sided at the ends), all channels at once."""
+    values = np.moveaxis(values, axis, 0)
+    out = np.empty_like(values)
+    if len(values) < 2:
+        out[:] = 0
+    else:
+        out[1:-1] = (values[2:] - values[:-2]) * 0.5
+        out[0], out[-1] = values[1] - values[0], values[-1] - values[-2]
+    return np.moveaxis(out, 0, axis)
 
 
 def seam_factor(alpha: np.ndarray, strength: float = 0.6) -> np.ndarray:

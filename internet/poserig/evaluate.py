@@ -54,12 +54,8 @@ def evaluate_rig(
     """Animate ``photo`` with ``clip`` (RGB frames) at ``size`` px and score driver, frozen photo and rig."""
     with MediaPipeProvider(static_image_mode=True) as provider:
         first = provider.detect(clip[0])
-        centre_x = (
-            None if first is None else float(first.points[[JOINT["left_hip"], JOINT["right_hip"]], 0].mean())
-        )
-        driving = [
-            cv2.resize(square_crop(f, centre_x), (size, size), interpolation=cv2.INTER_AREA) for f in clip
-        ]
+        centre_x = None if first is None else float(first.points[[JOINT["left_hip"], JOINT["right_hip"]], 0].mean())
+        driving = [cv2.resize(square_crop(f, centre_x), (size, size), interpolation=cv2.INTER_AREA) for f in clip]
         source = cv2.resize(square_crop(photo), (size, size), interpolation=cv2.INTER_AREA)
         source_marks = provider.detect(source)
     if source_marks is None:

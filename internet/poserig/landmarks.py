@@ -64,9 +64,7 @@ class MediaPipeProvider:
             return None
         h, w = frame_rgb.shape[:2]
         marks = result.pose_landmarks.landmark
-        xyv = np.array(
-            [(marks[i].x * w, marks[i].y * h, marks[i].visibility) for i in self._index], np.float32
-        )
+        xyv = np.array([(marks[i].x * w, marks[i].y * h, marks[i].visibility) for i in self._index], np.float32)
         mask = None if result.segmentation_mask is None else np.array(result.segmentation_mask, np.float32)
         return Landmarks(points=xyv[:, :2], visibility=xyv[:, 2], mask=mask)
 

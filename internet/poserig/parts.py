@@ -65,9 +65,7 @@ class SourceLayers:
 
     size: int  # S
     scale: int  # k: one mesh-lattice pixel is k x k image pixels
-    grid: (
-        int  # h = ceil(S / k): the lattice is (h, h); its pixel j is centred on image pixel (j + 0.5) k - 0.5
-    )
+    grid: int  # h = ceil(S / k): the lattice is (h, h); its pixel j is centred on image pixel (j + 0.5) k - 0.5
     points: np.ndarray  # (13, 2) source joints in pixels
     layers: list[SourceLayer]  # back to front
     background: np.ndarray  # (S, S, 3) uint8, the person removed and filled in
@@ -96,9 +94,21 @@ def fill_from(image: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def segment_distance(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance from points q (..., 2) to the segment a-b."""
-    ab = b - a
-    t = np.clip(((q - a) @ ab) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
-    return np.linalg.norm(q - (a + t[..., None] * ab), axis=-1)
+    (ax, ay), (abx, aby) = a, b - a  # per coordinate plane: 3.7x faster than on interleaved (..., 2) arrays
+    dx, dy = q[..., 0] - ax, q[..., 1] - ay
+    t = np.clip((dx * abx + dy * aby) / max(float(abx * abx + aby * aby), 1e-9), 0.0, 1.0)
+    ex, ey = dx - t * abx, dy - t * aby
+    return np.sqrt(ex * ex + ey * ey)
+
+
+def _distance(q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Euclidean distance from points q (..., C) to one point p (C,), a coordinate plane at a time
+    (``np.linalg.norm(q - p, axis=-1)`` on interleaved coordinates is 3-4x slower)."""
+    total = np.zeros(q.shape[:-1], np.result_type(q.dtype, np.float32))
+    for c in range(q.shape[-1]):
+        diff = q[..., c] - p[c]
+        total += diff * diff
+    return np.sqrt(total)
 
 
 def _inside_polygon(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
@@ -259,14 +269,13 @@ def _labels(body: _Body, size: int, mask: np.ndarray, image: np.ndarray) -> np.n
         near_torso = torso_pixels & (arm < 2.0)
         if core.sum() > 4 and near_torso.sum() > 4:
             c_arm, c_torso = np.median(lab[core], axis=0), np.median(lab[near_torso], axis=0)
-            closer = np.linalg.norm(lab - c_torso, axis=-1) < np.linalg.norm(lab - c_arm, axis=-1)
+            to_torso, to_arm = _distance(lab, c_torso), _distance(lab, c_arm)
+            closer = to_torso < to_arm
             closer = cv2.medianBlur(closer.astype(np.uint8), 3).astype(bool)
             inside &= ~(band & closer & (np.linalg.norm(c_arm - c_torso) > 10.0))
             if c_bg is not None:  # the mask often swallows the thin gap between an arm and the body
-                d_bg = np.linalg.norm(lab - c_bg, axis=-1)
-                like_bg = (d_bg < np.linalg.norm(lab - c_arm, axis=-1)) & (
-                    d_bg < np.linalg.norm(lab - c_torso, axis=-1)
-                )
+                d_bg = _distance(lab, c_bg)
+                like_bg = (d_bg < to_arm) & (d_bg < to_torso)
                 like_bg = cv2.medianBlur(like_bg.astype(np.uint8), 3).astype(bool) & band
                 gap |= like_bg & (np.linalg.norm(c_arm - c_bg) > 10.0)
                 inside &= ~gap
@@ -308,13 +317,9 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
     if layer not in ("torso", "head"):  # an arm (upper arm or forearm layer) or a leg
         side, kind = layer.split("_")[0], "leg" if layer.endswith("_leg") else "arm"
         first, second, root, body_bone = (
-            ("upper_arm", "forearm", "shoulder", "chest")
-            if kind == "arm"
-            else ("thigh", "shin", "hip", "pelvis")
+            ("upper_arm", "forearm", "shoulder", "chest") if kind == "arm" else ("thigh", "shin", "hip", "pelvis")
         )
-        limb = _softmin(
-            {f"{side}_{first}": d[f"{side}_{first}"], f"{side}_{second}": d[f"{side}_{second}"]}, tau0
-        )
+        limb = _softmin({f"{side}_{first}": d[f"{side}_{first}"], f"{side}_{second}": d[f"{side}_{second}"]}, tau0)
         share = _joint_share(q, body, f"{side}_{root}", f"{side}_{first}")
         for name, value in limb.items():
             w[..., BONE[name]] = (1 - share) * value
@@ -357,9 +362,7 @@ def _pivots(weights: np.ndarray, body: _Body) -> np.ndarray:
     pivots[single] = 0.0  # one bone: any pivot gives that bone's own transform
     for pair, joint in shared.items():
         a, b = (BONE[n] for n in pair)
-        hit = ~single & (
-            ((order[:, 0] == a) & (order[:, 1] == b)) | ((order[:, 0] == b) & (order[:, 1] == a))
-        )
+        hit = ~single & (((order[:, 0] == a) & (order[:, 1] == b)) | ((order[:, 0] == b) & (order[:, 1] == a)))
         pivots[hit] = joint
     return pivots
 
@@ -384,9 +387,7 @@ def _downsample(image: np.ndarray, scale: int, h: int) -> np.ndarray:
     return cv2.resize(padded, (h, h), interpolation=cv2.INTER_AREA)
 
 
-def build_layers(
-    source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128
-) -> SourceLayers:
+def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128) -> SourceLayers:
     """Split the source person into skinned layers (see the module docstring). ``mask`` is (S, S) in [0, 1];
     the meshes and low-res maps live on a (grid, grid) lattice of pixel centres."""
     size = source_rgb.shape[0]
@@ -417,12 +418,12 @@ def build_layers(
     ys, xs = np.mgrid[0:size, 0:size]
     q = np.stack([xs, ys], -1).astype(np.float64)
     seams = [body.ext[NECK]] + [body.ext[JOINT[f"{side}_shoulder"]] for side in ("left", "right")]
-    near_seam = np.min([np.linalg.norm(q - p, axis=-1) for p in seams], axis=0) < 0.25 * t_px
+    near_seam = np.min([_distance(q, p) for p in seams], axis=0) < 0.25 * t_px
     seam_ext = grown & near_seam & person & ~core["torso"]
     ext["torso"] |= (closed & person) | seam_ext
     for side in ("left", "right"):  # upper arms reach under their forearms at the elbow
         elbow = body.ext[JOINT[f"{side}_elbow"]]
-        near_elbow = np.linalg.norm(q - elbow, axis=-1) < 1.5 * body.radius[f"{side}_upper_arm"]
+        near_elbow = _distance(q, elbow) < 1.5 * body.radius[f"{side}_upper_arm"]
         ext[f"{side}_upper_arm"] |= near_elbow & core[f"{side}_forearm"]
     for side in ("left", "right"):
         leg_zone = body.segments[f"{side}_thigh"]

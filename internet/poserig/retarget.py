@@ -90,9 +90,7 @@ def retarget(
     src, drv, ref = extend(source), extend(driving), extend(reference)
     b_src, b_drv, b_ref = _bones(src), _bones(drv), _bones(ref)
     l_src, l_drv, l_ref = (np.linalg.norm(b, axis=1) + 1e-6 for b in (b_src, b_drv, b_ref))
-    scale = float(
-        np.clip(np.median(l_drv / l_ref), 0.5, 2.0)
-    )  # the driver coming closer is not foreshortening
+    scale = float(np.clip(np.median(l_drv / l_ref), 0.5, 2.0))  # the driver coming closer is not foreshortening
     ratio = np.clip(l_drv / l_ref / scale, min_ratio, 1.0)
     if mode == "absolute":
         direction = b_drv / l_drv[:, None]

@@ -62,9 +62,7 @@ for _k, _name in enumerate(ANCHOR_NAMES):
 class RigOptions:
     """How the rig follows the driver."""
 
-    mode: Mode = (
-        "absolute"  # bone directions copied ("absolute") or rotated by the driver's change ("relative")
-    )
+    mode: Mode = "absolute"  # bone directions copied ("absolute") or rotated by the driver's change ("relative")
     grid: int = 128  # mesh lattice size (capped at S); the FrameMotion maps are (S // 4, S // 4)
     smooth: bool = True  # One-Euro smoothing of the driving landmarks
     fps: float = 25.0  # driving frame rate, for the smoother
@@ -89,9 +87,7 @@ def _anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         elif name == "torso":
             a, b = e[PELVIS], e[NECK]
             pos.append(
-                e[
-                    [JOINT["left_shoulder"], JOINT["right_shoulder"], JOINT["left_hip"], JOINT["right_hip"]]
-                ].mean(axis=0)
+                e[[JOINT["left_shoulder"], JOINT["right_shoulder"], JOINT["left_hip"], JOINT["right_hip"]]].mean(axis=0)
             )
         else:
             a, b = e[LIMB_SEGMENTS[name][0]], e[LIMB_SEGMENTS[name][1]]
@@ -103,9 +99,7 @@ def _anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class PoseRig:
     """Animate one source photo; call :meth:`render` once per driving frame, in order."""
 
-    def __init__(
-        self, source_rgb: np.ndarray, source_landmarks: Landmarks, options: RigOptions | None = None
-    ) -> None:
+    def __init__(self, source_rgb: np.ndarray, source_landmarks: Landmarks, options: RigOptions | None = None) -> None:
         if source_rgb.ndim != 3 or source_rgb.shape[0] != source_rgb.shape[1] or source_rgb.dtype != np.uint8:
             raise InputError("The pose rig needs a square RGB uint8 source image")
         self.options = options or RigOptions()
@@ -153,9 +147,7 @@ class PoseRig:
         )
 
     # -- rendering ------------------------------------------------------------------------------------
-    def render(
-        self, driving: Landmarks | None, background: Background = "keep"
-    ) -> tuple[np.ndarray, FrameMotion]:
+    def render(self, driving: Landmarks | None, background: Background = "keep") -> tuple[np.ndarray, FrameMotion]:
         """Draw the source in the driving pose. ``None`` means the person was lost in this frame."""
         if background not in ("keep", "white", "green"):
             raise InputError(f"Unknown background {background!r}: use keep, white or green")
@@ -165,9 +157,7 @@ class PoseRig:
             motion.anchors_observed = (_anchors(driving.points)[0] * (2.0 / (self.size - 1)) - 1).astype(np.float32)
         return output, motion
 
-    def render_pose(
-        self, pose: np.ndarray, background: Background = "keep"
-    ) -> tuple[np.ndarray, FrameMotion]:
+    def render_pose(self, pose: np.ndarray, background: Background = "keep") -> tuple[np.ndarray, FrameMotion]:
         """Draw the source with its joints moved to ``pose`` ((13, 2) pixels in the output)."""
         src: SourceLayers = self.source
         s, k, h = self.size, src.scale, src.grid
@@ -182,40 +172,32 @@ class PoseRig:
         bone_weights[..., 0] = 1.0
         flow = self._identity.copy()
         for layer, low in zip(src.layers, self._low_maps):
-            moved = output_to_grid(
-                skin_vertices(layer.vertices, layer.vertex_weights, affines, layer.pivots), k
-            )
+            moved = output_to_grid(skin_vertices(layer.vertices, layer.vertex_weights, affines, layer.pivots), k)
             # Work only inside the layer's bounding box on the lattice (a 3-cell margin for the extension).
             gx0, gy0 = np.maximum(np.floor(moved.min(axis=0)).astype(int) - 3, 0)
             gx1, gy1 = np.minimum(np.ceil(moved.max(axis=0)).astype(int) + 4, h)
             if gx1 <= gx0 or gy1 <= gy0:
                 continue
             xy = (moved - [gx0, gy0])[layer.triangles]
-            grid_map, covered = rasterise(
-                xy, layer.vertices[layer.triangles], layer.priority, gy1 - gy0, gx1 - gx0
-            )
+            grid_map, covered = rasterise(xy, layer.vertices[layer.triangles], layer.priority, gy1 - gy0, gx1 - gx0)
             if not covered.any():
                 continue
             grid_map = extend_map(grid_map, covered)
 
             # Full size: one resize of the backward map, one remap of the layer, "over" compositing.
             x0, y0, x1, y1 = gx0 * k, gy0 * k, min(gx1 * k, s), min(gy1 * k, s)
-            full_map = cv2.resize(
-                grid_map, ((gx1 - gx0) * k, (gy1 - gy0) * k), interpolation=cv2.INTER_LINEAR
-            )
+            full_map = cv2.resize(grid_map, ((gx1 - gx0) * k, (gy1 - gy0) * k), interpolation=cv2.INTER_LINEAR)
             full_map = full_map[: y1 - y0, : x1 - x0]
             rgba = cv2.remap(layer.texture, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            alpha = rgba[..., 3:].astype(np.float32) * (1.0 / 255.0)
-            box = out[y0:y1, x0:x1]
-            box += (rgba[..., :3].astype(np.float32) - box) * alpha
+            box = out[y0:y1, x0:x1]  # box += (rgb - box) * alpha, in OpenCV: 2.4x numpy's broadcast over 3 channels
+            alpha = cv2.cvtColor(rgba[..., 3], cv2.COLOR_GRAY2RGB).astype(np.float32) * (1.0 / 255.0)
+            box += cv2.multiply(cv2.subtract(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB).astype(np.float32), box), alpha)
 
             # Lattice quantities: sample the layer's source-space maps where each output cell comes from.
             at = output_to_grid(grid_map, k)
             sampled = cv2.remap(low, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             a_low = (sampled[..., 0] * covered)[..., None]
-            layer_w = cv2.remap(
-                layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
-            )
+            layer_w = cv2.remap(layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
             stretch = conf.stretch_factor(np.where(covered[..., None], grid_map, 0), k)
             sub = np.s_[gy0:gy1, gx0:gx1]
             confidence[sub] = conf.composite(confidence[sub], sampled[..., 1] * stretch, a_low[..., 0])
