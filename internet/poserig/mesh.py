@@ -46,7 +46,8 @@ def skin_vertices(
     unrotate = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # R(-theta)
     stretch = (unrotate @ lin).reshape(len(affines), 4)  # A = R(theta) P
     dom = np.argmax(weights, axis=1)
-    turn = np.remainder(theta[None, :] - theta[dom][:, None] + np.pi, 2 * np.pi) - np.pi  # relative to the main bone
+    wrapped = np.remainder(theta[None, :] - theta[:, None] + np.pi, 2 * np.pi) - np.pi  # (B, B): bone j from bone i
+    turn = wrapped[dom]  # each bone's angle relative to the vertex's main bone
     angle = theta[dom] + (weights * turn).sum(axis=1)
     p = weights @ stretch.astype(weights.dtype)  # (V, 4)
     c = np.where(np.isnan(pivots), vertices, pivots)
@@ -60,15 +61,26 @@ def skin_vertices(
     return np.where(np.isnan(pivots[:, :1]), lbs, blended)
 
 
-def rasterise(xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def rasterise(
+    xy: np.ndarray,
+    uv: np.ndarray,
+    priority: np.ndarray,
+    h: int,
+    w: int,
+    plane: np.ndarray | None = None,
+    planes: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise triangles onto an (h, w) grid whose pixel centres are at integer coordinates.
 
     ``xy`` (T, 3, 2) are the triangles' corners on the grid, ``uv`` (T, 3, 2) the values to interpolate
     (source positions). Where triangles overlap, the higher ``priority`` wins. Returns the interpolated
-    (h, w, 2) float32 map and the (h, w) coverage mask.
+    (h, w, 2) float32 map and the (h, w) coverage mask. With ``plane`` (T,), triangle t draws on grid
+    ``plane[t]`` of ``planes`` independent grids, and the results are (planes, h, w, 2) and (planes, h, w):
+    every layer of a mesh in one call (8x fewer, larger array operations).
     """
-    out = np.zeros((h * w, 2), np.float32)
-    covered = np.zeros(h * w, bool)
+    out = np.zeros((planes * h * w, 2), np.float32)
+    covered = np.zeros(planes * h * w, bool)
+    offset = np.zeros(len(xy), np.int64) if plane is None else np.asarray(plane, np.int64) * (h * w)
     xy = xy.astype(np.float32)
     corner0, corner1, corner2 = xy[:, 0], xy[:, 1], xy[:, 2]  # (reductions over an axis of 3 are slow)
     lo = np.floor(np.minimum(np.minimum(corner0, corner1), corner2)).astype(np.int32)
@@ -82,6 +94,7 @@ def rasterise(xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: i
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
     usable = on_grid & (np.abs(den) > 1e-9)
     inv_den = np.where(usable, 1.0 / np.where(usable, den, 1.0), 0.0).astype(np.float32)
+    from_corner = (lo - a).astype(np.float32)  # (T, 2) the box's first pixel relative to corner 0
     idx_parts, val_parts, pri_parts = [], [], []
     previous = 0
     for bucket in _BUCKETS:
@@ -92,27 +105,32 @@ def rasterise(xy: np.ndarray, uv: np.ndarray, priority: np.ndarray, h: int, w: i
         if len(sel) == 0:
             continue
         ox, oy = _offsets(bucket)
-        px = lo[sel, 0, None] + ox
-        py = lo[sel, 1, None] + oy
-        dx, dy = px - a[sel, 0, None], py - a[sel, 1, None]
+        # Candidate pixel minus the triangle's first corner, in float32 throughout (int32 + float32 would
+        # promote every candidate array to float64); pixel indices only for the pixels found inside.
+        dx = from_corner[sel, 0, None] + ox.astype(np.float32)
+        dy = from_corner[sel, 1, None] + oy.astype(np.float32)
         inv = inv_den[sel, None]
         l1 = (dx * v1[sel, 1, None] - v1[sel, 0, None] * dy) * inv
         l2 = (v0[sel, 0, None] * dy - dx * v0[sel, 1, None]) * inv
         eps = -1e-4
-        inside = (l1 >= eps) & (l2 >= eps) & (l1 + l2 <= 1.0 - eps) & (px < w) & (py < h)
-        t_idx, k_idx = np.nonzero(inside)
+        t_idx, k_idx = np.nonzero((l1 >= eps) & (l2 >= eps) & (l1 + l2 <= 1.0 - eps))
         tri = sel[t_idx]
+        px, py = lo[tri, 0] + ox[0, k_idx], lo[tri, 1] + oy[0, k_idx]
+        keep = (px < w) & (py < h)
+        t_idx, k_idx, tri, px, py = t_idx[keep], k_idx[keep], tri[keep], px[keep], py[keep]
         b1, b2 = l1[t_idx, k_idx, None], l2[t_idx, k_idx, None]
         corners = uv[tri]
         val_parts.append(corners[:, 0] + b1 * (corners[:, 1] - corners[:, 0]) + b2 * (corners[:, 2] - corners[:, 0]))
-        idx_parts.append(py[t_idx, k_idx] * w + px[t_idx, k_idx])
+        idx_parts.append(offset[tri] + py * w + px)
         pri_parts.append(priority[tri])
     if idx_parts:
         idx, val, pri = np.concatenate(idx_parts), np.concatenate(val_parts), np.concatenate(pri_parts)
         order = np.argsort(pri, kind="stable")  # later writes win: highest priority last
         out[idx[order]] = val[order]
         covered[idx] = True
-    return out.reshape(h, w, 2), covered.reshape(h, w)
+    if plane is None:
+        return out.reshape(h, w, 2), covered.reshape(h, w)
+    return out.reshape(planes, h, w, 2), covered.reshape(planes, h, w)
 
 
 def extend_map(grid_map: np.ndarray, covered: np.ndarray, radius: int = 2) -> np.ndarray:

@@ -120,6 +120,8 @@ class PoseRig:
         self._low_maps = [np.dstack([layer.alpha_low, layer.reliability_low]) for layer in self.source.layers]
         self._background = self.source.background.astype(np.float32)
         self._identity = np.stack(np.meshgrid(centres, centres), axis=-1).astype(np.float32)
+        self._mesh = _JointMesh.of(self.source.layers)
+        self._anchors_source = _anchors(self.source.points)
 
     # -- driving side --------------------------------------------------------------------------------
     def set_reference(self, landmarks: Landmarks) -> None:
@@ -171,15 +173,17 @@ class PoseRig:
         bone_weights = np.zeros((h, h, len(SKIN_BONES) + 1), np.float32)  # channel 0: background
         bone_weights[..., 0] = 1.0
         flow = self._identity.copy()
-        for layer, low in zip(src.layers, self._low_maps):
-            moved = output_to_grid(skin_vertices(layer.vertices, layer.vertex_weights, affines, layer.pivots), k)
+        mesh = self._mesh  # every layer skinned and rasterised at once, on the whole lattice
+        moved_all = output_to_grid(skin_vertices(mesh.vertices, mesh.weights, affines, mesh.pivots), k)
+        maps, covers = rasterise(moved_all[mesh.triangles], mesh.uv, mesh.priority, h, h, mesh.plane, len(src.layers))
+        for i, (layer, low) in enumerate(zip(src.layers, self._low_maps)):
+            moved = moved_all[mesh.starts[i] : mesh.starts[i + 1]]
             # Work only inside the layer's bounding box on the lattice (a 3-cell margin for the extension).
             gx0, gy0 = np.maximum(np.floor(moved.min(axis=0)).astype(int) - 3, 0)
             gx1, gy1 = np.minimum(np.ceil(moved.max(axis=0)).astype(int) + 4, h)
             if gx1 <= gx0 or gy1 <= gy0:
                 continue
-            xy = (moved - [gx0, gy0])[layer.triangles]
-            grid_map, covered = rasterise(xy, layer.vertices[layer.triangles], layer.priority, gy1 - gy0, gx1 - gx0)
+            grid_map, covered = maps[i, gy0:gy1, gx0:gx1], covers[i, gy0:gy1, gx0:gx1]
             if not covered.any():
                 continue
             grid_map = extend_map(grid_map, covered)
@@ -225,7 +229,7 @@ class PoseRig:
 
             weights, flow, confidence = shrink(weights), shrink(flow), shrink(confidence)
         weights = weights.transpose(2, 0, 1)
-        pos_s, frames_s = _anchors(self.source.points)
+        pos_s, frames_s = self._anchors_source
         pos_d, _ = _anchors(pose)
         lin = affines[:, :, :2]
         torso = (lin[BONE["chest"]] + lin[BONE["pelvis"]]) / 2
@@ -240,6 +244,36 @@ class PoseRig:
             weights=(weights / weights.sum(axis=0, keepdims=True)).astype(np.float32),
             flow=(flow * norm - 1).astype(np.float32),
             confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
+        )
+
+
+@dataclass
+class _JointMesh:
+    """All layers' meshes as one (vertices of layer i: ``starts[i]:starts[i + 1]``; triangle t on ``plane[t]``)."""
+
+    vertices: np.ndarray  # (V, 2) source pixels
+    weights: np.ndarray  # (V, B)
+    pivots: np.ndarray  # (V, 2)
+    triangles: np.ndarray  # (T, 3) indices into vertices
+    uv: np.ndarray  # (T, 3, 2) the triangles' source positions
+    priority: np.ndarray  # (T,)
+    plane: np.ndarray  # (T,) layer index
+    starts: np.ndarray  # (L + 1,)
+
+    @classmethod
+    def of(cls, layers) -> _JointMesh:
+        starts = np.cumsum([0] + [len(layer.vertices) for layer in layers])
+        triangles = np.concatenate([layer.triangles + start for layer, start in zip(layers, starts)])
+        vertices = np.concatenate([layer.vertices for layer in layers])
+        return cls(
+            vertices=vertices,
+            weights=np.concatenate([layer.vertex_weights for layer in layers]),
+            pivots=np.concatenate([layer.pivots for layer in layers]),
+            triangles=triangles,
+            uv=vertices[triangles],
+            priority=np.concatenate([layer.priority for layer in layers]),
+            plane=np.concatenate([np.full(len(layer.triangles), i) for i, layer in enumerate(layers)]),
+            starts=starts,
         )
 
 
