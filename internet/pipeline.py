@@ -41,6 +41,9 @@ from internet.temporal import WarpErrorMeter
 Motion = Literal["pose-rig", "model"]
 ANALYSIS_SIDE = 640  # long side of the frames MediaPipe sees (it works at 256 internally)
 ANALYSIS_SEGMENTS = 2  # pass 1 runs this many trackers side by side (one per core on the target machines)
+# The side-by-side and overlay videos are for looking at, not for keeping: a faster x264 preset at its default
+# quality takes a third less CPU than the result's (veryfast, crf 18) for files of about the same size.
+DIAGNOSTIC_ENCODING = {"preset": "superfast", "crf": 23}
 MIN_SEGMENT_FRAMES = 16  # videos shorter than this per segment are tracked in one piece
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
@@ -235,13 +238,16 @@ def default_checkpoint() -> Path | None:
 class Animator:
     """Animate a photo with a driving video through either motion source; reusable across calls."""
 
-    def __init__(self, model=None, device: str = "cpu") -> None:
+    def __init__(self, model=None, device: str = "cpu", parallel: bool = True) -> None:
+        """``parallel=False``: one MediaPipe tracker in pass 1 and no render thread in pass 2 (the sequential
+        reference of the benchmark; the outputs differ only where the second tracker of pass 1 starts)."""
         if model is not None:  # oneDNN's preferred layout: 0.65x the time at 512² on CPU (docs/performance.md)
             import torch
 
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.device = device
+        self.parallel = parallel
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None, device: str = "cpu") -> Animator:
@@ -399,7 +405,8 @@ class Animator:
         scale = info.width / analysis[0]  # analysis pixels -> video pixels
         total = _expected_frames(info, fps, options.max_seconds)
         use_mediapipe = need_people and known_pose is None
-        parts = ANALYSIS_SEGMENTS if use_mediapipe and total >= ANALYSIS_SEGMENTS * MIN_SEGMENT_FRAMES else 1
+        segments_wanted = ANALYSIS_SEGMENTS if self.parallel else 1
+        parts = segments_wanted if use_mediapipe and total >= segments_wanted * MIN_SEGMENT_FRAMES else 1
         cuts = [round(i * total / parts) for i in range(parts)]
         segments = [_Segment(start, (cuts[i + 1] - start) if i + 1 < parts else None) for i, start in enumerate(cuts)]
         stop = threading.Event()
@@ -452,11 +459,15 @@ class Animator:
                 video = stack.enter_context(VideoWriter(outputs.video, fps, (size, size), audio_from=audio))
                 writers.append(video)
             if outputs.side_by_side is not None:
-                sbs = stack.enter_context(VideoWriter(outputs.side_by_side, fps, (3 * size, size), audio_from=audio))
+                sbs = stack.enter_context(
+                    VideoWriter(outputs.side_by_side, fps, (3 * size, size), audio_from=audio, **DIAGNOSTIC_ENCODING)
+                )
                 writers.append(sbs)
             if outputs.overlays is not None:
                 tile = max(64, size // 2)
-                panel = stack.enter_context(VideoWriter(outputs.overlays, fps, (4 * tile, 2 * tile)))
+                panel = stack.enter_context(
+                    VideoWriter(outputs.overlays, fps, (4 * tile, 2 * tile), **DIAGNOSTIC_ENCODING)
+                )
                 writers.append(panel)
             if outputs.anchors_json is not None:
                 meta = {"fps": fps, "size": size, "motion": options.motion, "relative": options.relative,
@@ -464,7 +475,9 @@ class Animator:
                         "coordinates": "[-1, 1], x then y, align_corners=True"}  # fmt: skip
                 anchors = stack.enter_context(AnchorsJsonWriter(outputs.anchors_json, meta))
             reader = stack.enter_context(VideoReader(info, fps=fps, max_seconds=options.max_seconds, size=decode_size))
-            producer = stack.enter_context(_RenderThread(reader, decode_crop, motion, track, crop, size, times))
+            producer = stack.enter_context(
+                _RenderThread(reader, decode_crop, motion, track, crop, size, times, threaded=self.parallel)
+            )
             count = 0
             for index, driving, output, frame_motion in producer.frames(check_cancel):
                 frame = FrameResult(index=index, output=output, driving=driving, motion=frame_motion)
@@ -500,34 +513,40 @@ class Animator:
 class _RenderThread:
     """Pass 2's producer: decode, crop and animate each frame in a thread of its own, so that the caller's
     thread (temporal meter, overlays, handing frames to the encoders, callbacks) works on frame i while
-    frame i + 1 renders. Frames come out in order; an error in the thread is raised in the caller's."""
+    frame i + 1 renders. Frames come out in order; an error in the thread is raised in the caller's.
+    ``threaded=False`` does the same work inline (the sequential reference of the benchmark)."""
 
     _DEPTH = 2  # rendered frames waiting for the caller
 
     def __init__(self, reader, decode_crop: Crop, motion: MotionSource, track: _DrivingTrack, crop: Crop,
-                 size: int, times: StageTimes) -> None:  # fmt: skip
+                 size: int, times: StageTimes, threaded: bool = True) -> None:  # fmt: skip
         self._reader, self._decode_crop, self._motion = reader, decode_crop, motion
         self._track, self._crop, self._size, self._times = track, crop, size, times
         self._queue: queue.Queue = queue.Queue(maxsize=self._DEPTH)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._run, daemon=True) if threaded else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _produce(self):
+        times, motion = self._times, self._motion
+        for index in range(self._track.count):
+            t0 = time.perf_counter()
+            raw = next(self._reader, None)
+            times.decode += time.perf_counter() - t0
+            if raw is None or self._stop.is_set():
+                return
+            t0 = time.perf_counter()
+            driving = self._decode_crop.apply(raw, self._size)
+            output, frame_motion = motion.render(driving, _landmarks_at(self._track, index, self._crop, self._size))
+            times.render += time.perf_counter() - t0 - (motion.motion_seconds - times.motion)
+            times.motion = motion.motion_seconds
+            yield index, driving, output, frame_motion
 
     def _run(self) -> None:
-        times, motion = self._times, self._motion
         try:
-            for index in range(self._track.count):
-                t0 = time.perf_counter()
-                raw = next(self._reader, None)
-                times.decode += time.perf_counter() - t0
-                if raw is None or self._stop.is_set():
-                    break
-                t0 = time.perf_counter()
-                driving = self._decode_crop.apply(raw, self._size)
-                output, frame_motion = motion.render(driving, _landmarks_at(self._track, index, self._crop, self._size))
-                times.render += time.perf_counter() - t0 - (motion.motion_seconds - times.motion)
-                times.motion = motion.motion_seconds
-                self._put((index, driving, output, frame_motion))
+            for item in self._produce():
+                self._put(item)
             self._put(None)
         except BaseException as error:  # raised again in the caller's thread
             self._put(error)
@@ -542,6 +561,11 @@ class _RenderThread:
 
     def frames(self, check_cancel: Callable[[], None]):
         """Yield (index, driving, output, motion) in order until the video ends."""
+        if self._thread is None:
+            for item in self._produce():
+                check_cancel()
+                yield item
+            return
         while True:
             check_cancel()
             try:
@@ -559,7 +583,8 @@ class _RenderThread:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _as_rgb(source: str | os.PathLike | np.ndarray) -> np.ndarray:

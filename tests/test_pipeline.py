@@ -165,3 +165,78 @@ def test_real_photo_and_clip_preview():
     assert 0.5 * info.height < crop.side <= 1.1 * info.height
     person = result.frames[0].motion.weights[0] < 0.5  # the rig's person layer covers a plausible area
     assert 0.05 < person.mean() < 0.6
+
+
+def test_sequential_reference_matches_the_threaded_render_and_errors_cross_threads(clip, tmp_path):
+    """With exact joints pass 1 has one segment, so the threaded and the sequential render are identical;
+    an error raised while rendering in the producer thread reaches the caller as itself, leaving nothing."""
+    options = AnimateOptions(size=64, centre_crop=True)
+    runs = [
+        Animator(None, parallel=parallel).animate(
+            clip["frames"][0], clip["video"], options, keep_frames=True, known_pose=clip["pose"]
+        )
+        for parallel in (True, False)
+    ]
+    assert runs[0].frame_count == runs[1].frame_count == FRAMES
+    for a, b in zip(runs[0].frames, runs[1].frames):
+        assert a.index == b.index and np.array_equal(a.output, b.output)
+
+    class Boom(RuntimeError):
+        pass
+
+    animator = Animator(None)
+    original = animator._motion_source
+
+    def failing_source(*args):
+        source = original(*args)
+        render, calls = source.render, []
+
+        def render_or_fail(*a):
+            calls.append(1)
+            if len(calls) == 4:
+                raise Boom("frame 3")
+            return render(*a)
+
+        source.render = render_or_fail
+        return source
+
+    animator._motion_source = failing_source
+    before = threading.active_count()
+    with pytest.raises(Boom, match="frame 3"):
+        animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "r.mp4"),
+                         known_pose=clip["pose"])  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() <= before  # the producer thread has ended
+
+
+@pytest.mark.skipif(not (SHARED_PHOTO.is_file() and SHARED_CLIP.is_file()), reason="../shared/media absent")
+def test_parallel_analysis_segments_agree_with_one_tracker_and_cancel_cleanly():
+    """Pass 1 on the real clip with two trackers side by side gives the frames, crop and render that one
+    tracker gives (they differ only from where the second tracker starts), and a cancel during pass 1 stops
+    both workers."""
+    options = AnimateOptions(size=128, max_seconds=3.0)
+    runs = [
+        Animator(None, parallel=parallel).animate(SHARED_PHOTO, SHARED_CLIP, options, keep_frames=True)
+        for parallel in (True, False)
+    ]
+    count = runs[0].frame_count
+    assert count == runs[1].frame_count == round(3.0 * probe_video(SHARED_CLIP).fps)
+    a, b = runs[0].crop, runs[1].crop
+    assert max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.side - b.side)) <= 0.03 * b.side
+    first_half = [np.abs(x.output.astype(int) - y.output.astype(int)).mean() for x, y in
+                  zip(runs[0].frames[: count // 2], runs[1].frames[: count // 2])]  # fmt: skip
+    everything = [np.abs(x.output.astype(int) - y.output.astype(int)).mean() for x, y in
+                  zip(runs[0].frames, runs[1].frames)]  # fmt: skip
+    if a == b:  # same crop: the first segment's frames are the very same
+        assert max(first_half) == 0
+    assert np.mean(everything) < 4.0, np.mean(everything)
+
+    cancel, before = threading.Event(), threading.active_count()
+
+    def stop_in_pass_one(p: Progress) -> None:
+        if p.stage == "analyse" and p.done >= 6:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        Animator(None).animate(SHARED_PHOTO, SHARED_CLIP, options, progress=stop_in_pass_one, cancel=cancel)
+    assert threading.active_count() <= before
