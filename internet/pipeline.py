@@ -40,11 +40,12 @@ from internet.temporal import WarpErrorMeter
 
 Motion = Literal["pose-rig", "model"]
 ANALYSIS_SIDE = 640  # long side of the frames MediaPipe sees (it works at 256 internally)
-ANALYSIS_SEGMENTS = 2  # pass 1 runs this many trackers side by side (one per core on the target machines)
+ANALYSIS_SEGMENTS = 2  # with Animator.parallel, pass 1 runs this many trackers side by side
 # The side-by-side and overlay videos are for looking at, not for keeping: a faster x264 preset at its default
 # quality takes a third less CPU than the result's (veryfast, crf 18) for files of about the same size.
 DIAGNOSTIC_ENCODING = {"preset": "superfast", "crf": 23}
 MIN_SEGMENT_FRAMES = 16  # videos shorter than this per segment are tracked in one piece
+PARALLEL_MIN_CPUS = 4  # Animator(parallel=None) runs the threaded passes from this many CPUs on
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
 
@@ -238,16 +239,17 @@ def default_checkpoint() -> Path | None:
 class Animator:
     """Animate a photo with a driving video through either motion source; reusable across calls."""
 
-    def __init__(self, model=None, device: str = "cpu", parallel: bool = True) -> None:
-        """``parallel=False``: one MediaPipe tracker in pass 1 and no render thread in pass 2 (the sequential
-        reference of the benchmark; the outputs differ only where the second tracker of pass 1 starts)."""
+    def __init__(self, model=None, device: str = "cpu", parallel: bool | None = None) -> None:
+        """``parallel``: two MediaPipe trackers side by side in pass 1 and a render thread in pass 2 (the
+        outputs differ only where the second tracker starts). ``None`` turns it on with 4 or more CPUs: on
+        2 vCPUs, ffmpeg and MediaPipe already keep both busy and it measured no faster (docs/performance.md)."""
         if model is not None:  # oneDNN's preferred layout: 0.65x the time at 512² on CPU (docs/performance.md)
             import torch
 
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.device = device
-        self.parallel = parallel
+        self.parallel = (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS if parallel is None else parallel
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None, device: str = "cpu") -> Animator:
@@ -394,10 +396,11 @@ class Animator:
     ) -> _DrivingTrack:
         """Pass 1: count frames, find the person in each, choose the crop and the best reference frame.
 
-        With MediaPipe, a long video is cut into ``ANALYSIS_SEGMENTS`` consecutive segments, each decoded and
-        tracked by its own reader and tracker in its own thread (MediaPipe releases the GIL): 1.7x on 2 cores.
-        Each segment's tracker starts with a detection, as the first frame's does. This thread only waits,
-        reports progress and checks for cancellation; callbacks never run on the workers."""
+        With MediaPipe and ``self.parallel``, a long video is cut into ``ANALYSIS_SEGMENTS`` consecutive
+        segments, each decoded and tracked by its own reader and tracker in its own thread (MediaPipe releases
+        the GIL; two trackers alone run 1.7x as fast on 2 idle vCPUs). Each segment's tracker starts with a
+        detection, as the first frame's does. This thread only waits, reports progress and checks for
+        cancellation; callbacks never run on the workers."""
         longest = max(info.width, info.height)
         analysis = (info.width, info.height)
         if longest > ANALYSIS_SIDE:

@@ -1,0 +1,17 @@
+"""The pipeline benchmark's measurement runs and reports what docs/performance.md quotes (tiny sizes)."""
+
+from __future__ import annotations
+
+from internet import bench_pipeline
+
+
+def test_pipeline_bench_row_has_cold_warm_and_both_pipelines(tmp_path):
+    row = bench_pipeline.run_one("pose-rig", 64, 12, "cpu", tmp_path, outputs="result", rounds=1)
+    assert row["frames"] == 12 and row["outputs"] == "result"
+    assert row["cold_fps"] > 0 and row["end_to_end_fps"] > 0 and row["peak_rss_mb"] > 50
+    assert row["chosen"] in ("sequential", "threaded") and row["default"] in ("sequential", "threaded")
+    assert len(row["sequential_fps"]) == len(row["threaded_fps"]) == 1
+    assert row["end_to_end_fps"] == row[f"{row['chosen']}_fps"][0]
+    assert set(row["stage_s"]) == set(bench_pipeline.STAGES)
+    assert (tmp_path / "pose-rig-64-12-result" / "result.mp4").is_file()
+    assert not (tmp_path / "pose-rig-64-12-result" / "sbs.mp4").exists()
