@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from internet.config import load_config
-from internet.fast import FastINTERNet, FastOptions, compare
+from internet.fast import FastINTERNet, FastOptions, compare, default_batch
 from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
 from internet.model import INTERNet
 
@@ -224,21 +224,24 @@ def _flops(fn) -> float:
 
 
 def _lever_options(batch: int, compile_: bool, all_levers: bool) -> dict[str, FastOptions]:
-    """The variants timed next to the reference; the first is the fast path's default."""
-    levers = {f"fast (channels_last, batch {batch})": FastOptions(batch=batch)}
+    """The variants timed next to the reference; the first is the fast path's default (``batch``)."""
+    levers = {f"fast (channels_last, sub-pixel, batch {batch})": FastOptions(batch=batch)}
     if all_levers:
+        other = 4 if batch == 1 else 1
         levers |= {
-            "source once (NCHW, batch 1)": FastOptions(batch=1, channels_last=False),
-            "source once + channels_last (batch 1)": FastOptions(batch=1),
-            f"source once + batch {batch} (NCHW)": FastOptions(batch=batch, channels_last=False),
-            f"bf16 autocast (channels_last, batch {batch})": FastOptions(batch=batch, bf16=True),
+            "source once (NCHW, batch 1)": FastOptions(batch=1, channels_last=False, subpixel=False),
+            "source once + channels_last (batch 1)": FastOptions(batch=1, subpixel=False),
+            "source once + sub-pixel up-convolutions (NCHW, batch 1)": FastOptions(batch=1, channels_last=False),
+            "source once + batch 4 (NCHW)": FastOptions(batch=4, channels_last=False, subpixel=False),
+            f"fast with batch {other}": FastOptions(batch=other),
+            f"bf16 autocast (fast, batch {batch})": FastOptions(batch=batch, bf16=True),
         }
     if compile_:
-        levers[f"torch.compile (channels_last, batch {batch})"] = FastOptions(batch=batch, compile=True)
+        levers[f"torch.compile (fast, batch {batch})"] = FastOptions(batch=batch, compile=True)
     return levers
 
 
-def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int, flags: dict, queue) -> None:
+def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | None, flags: dict, queue) -> None:
     torch.manual_seed(0)
     model = INTERNet(load_config(name)).eval().to(device)
     size = model.config.image_size
@@ -254,6 +257,7 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int, flag
         sync()
         return out
 
+    batch = batch or default_batch(size)  # the fast path's own choice for this size
     levers = _lever_options(batch, flags["compile"], flags["levers"])
     fast = {key: FastINTERNet(model, options) for key, options in levers.items()}
     states = {key: f.prepare_source(source) for key, f in fast.items()}
@@ -339,7 +343,7 @@ def _profile(fast: FastINTERNet, state, driving: torch.Tensor, top: int = 12) ->
 
 
 def bench_fast(
-    name: str, device: str = "cpu", frames: int = 8, rounds: int = 3, batch: int = 4, *,
+    name: str, device: str = "cpu", frames: int = 8, rounds: int = 3, batch: int | None = None, *,
     levers: bool = False, profile: bool = False, compile_: bool = False,
 ) -> FastResult:  # fmt: skip
     """Fast path vs float32 eager reference for one preset, in a fresh process."""
@@ -397,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["internet-512"])
     parser.add_argument("--frames", type=int, default=8, help="driving frames per timed round (fast vs reference)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (fast vs reference)")
-    parser.add_argument("--batch", type=int, default=4, help="driving frames per forward in the fast path")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="frames per forward in the fast path (default: its own)"
+    )
     parser.add_argument("--levers", action="store_true", help="also time each optimisation on its own")
     parser.add_argument("--profile", action="store_true", help="attach the top operators of the fast path")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")

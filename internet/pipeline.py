@@ -243,10 +243,10 @@ class Animator:
         """``parallel``: two MediaPipe trackers side by side in pass 1 and a render thread in pass 2 (the
         outputs differ only where the second tracker starts). ``None`` turns it on with 4 or more CPUs: on
         2 vCPUs, ffmpeg and MediaPipe already keep both busy and it measured no faster (docs/performance.md)."""
-        if model is not None:  # oneDNN's preferred layout: 0.65x the time at 512² on CPU (docs/performance.md)
-            import torch
+        if model is not None:  # channels-last, sub-pixel up-convolutions: see internet.fast, docs/performance.md
+            from internet.fast import inference_copy
 
-            model = model.to(memory_format=torch.channels_last)
+            model = inference_copy(model)
         self.model = model
         self.device = device
         self.parallel = (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS if parallel is None else parallel

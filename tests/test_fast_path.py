@@ -115,3 +115,54 @@ def test_the_pipelines_channels_last_model_source_matches_the_eager_model() -> N
             ).prediction
             expected = (reference[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1  # one 8-bit level of rounding
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -> None:
+    """conv3x3(nearest_up2(x)) computed at x's resolution equals the direct computation, odd sizes, bias."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from internet.fast import SubPixelUpBlock, subpixel_upsampling
+    from internet.layers import UpBlock
+
+    torch.manual_seed(0)
+    block = UpBlock(5, 7).eval()
+    block.conv[0].bias = torch.nn.Parameter(torch.randn(7))  # the layout must also carry a bias
+    x = torch.randn(2, 5, 9, 6)
+    with torch.no_grad():  # independent check: upsample by repetition, then a plain convolution
+        up = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+        expected = block.conv[2](block.conv[1](F.conv2d(up, block.conv[0].weight, block.conv[0].bias, padding=1)))
+    fast = copy.deepcopy(block)
+    assert subpixel_upsampling(fast) == 1 and isinstance(fast, SubPixelUpBlock)
+    assert subpixel_upsampling(fast) == 0  # already converted
+    if channels_last:
+        fast.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = fast(x)
+    assert got.shape == (2, 7, 18, 12)
+    assert (got - expected).abs().max() < 1e-5
+    assert list(fast.state_dict()) == list(block.state_dict())  # checkpoints keep their keys
+
+
+def test_inference_copy_leaves_the_model_alone_and_agrees_with_it() -> None:
+    from internet.fast import SubPixelUpBlock, inference_copy
+    from internet.layers import UpBlock
+
+    model = _model("tiny")
+    fast = inference_copy(model)
+    assert any(isinstance(m, SubPixelUpBlock) for m in fast.modules())
+    assert not any(isinstance(m, SubPixelUpBlock) for m in model.modules())
+    assert any(type(m) is UpBlock for m in model.modules())
+    assert all(p.is_contiguous() for p in model.parameters())
+    size = model.config.image_size
+    source, driving = _frames(1, size, 3), _frames(2, size, 4)
+    with torch.inference_mode():
+        expected = model(source.expand(2, -1, -1, -1), driving).prediction
+        got = fast(source.expand(2, -1, -1, -1).contiguous(memory_format=torch.channels_last),
+                   driving.contiguous(memory_format=torch.channels_last)).prediction  # fmt: skip
+    assert compare(got, expected).max_abs_diff < MAX_ABS_DIFF
+    fresh = INTERNet(model.config)
+    fresh.load_state_dict(fast.state_dict())  # the same keys and shapes as a plain model
