@@ -196,9 +196,13 @@ class SubPixelUpBlock(UpBlock):
 
     phase_weight: torch.Tensor
 
+    MIN_SIDE = 8  # below this, oneDNN drops the 2x2 convolution to PyTorch's slow path: upsample instead
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv[0]
         n, _, h, w = x.shape
+        if min(h, w) < self.MIN_SIDE:
+            return super().forward(x)
         c = conv.out_channels
         y = torch.nn.functional.conv2d(x, self.phase_weight.to(x.dtype), padding=1)  # (N, 4C, H+1, W+1)
         y = y.permute(0, 2, 3, 1).contiguous()  # NHWC (free when x is channels-last)

@@ -130,7 +130,7 @@ def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -
     torch.manual_seed(0)
     block = UpBlock(5, 7).eval()
     block.conv[0].bias = torch.nn.Parameter(torch.randn(7))  # the layout must also carry a bias
-    x = torch.randn(2, 5, 9, 6)
+    x = torch.randn(2, 5, 9, 8)
     with torch.no_grad():  # independent check: upsample by repetition, then a plain convolution
         up = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
         expected = block.conv[2](block.conv[1](F.conv2d(up, block.conv[0].weight, block.conv[0].bias, padding=1)))
@@ -142,9 +142,12 @@ def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         got = fast(x)
-    assert got.shape == (2, 7, 18, 12)
+    assert got.shape == (2, 7, 18, 16)
     assert (got - expected).abs().max() < 1e-5
     assert list(fast.state_dict()) == list(block.state_dict())  # checkpoints keep their keys
+    tiny = torch.randn(1, 5, 4, 4)  # under MIN_SIDE: the plain upsample-then-convolve path
+    with torch.no_grad():
+        assert (fast(tiny) - block(tiny)).abs().max() < 1e-6
 
 
 def test_inference_copy_leaves_the_model_alone_and_agrees_with_it() -> None:
