@@ -12,6 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from internet.memory import limit_malloc_arenas  # noqa: E402
 from internet.studio import EXAMPLES, Studio  # noqa: E402
 from internet.studio_layout import inspection_panel, render_outputs, settings_accordion  # noqa: E402
 from internet.studio_settings import StudioLimits  # noqa: E402
@@ -128,6 +129,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
 
 def launch(demo: gr.Blocks, limits: StudioLimits | None = None, **kwargs) -> tuple:
     """Queue with the server's limits and start serving (``kwargs`` go to ``Blocks.launch``)."""
+    limit_malloc_arenas()  # a long-running server: keep RSS from creeping up render after render
     limits = limits or StudioLimits.from_env()
     demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.render_concurrency)
     return demo.launch(max_file_size=limits.max_file_size, css=CSS, theme=THEME, **kwargs)

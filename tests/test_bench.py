@@ -1,4 +1,4 @@
-"""The pipeline benchmark's measurement runs and reports what docs/performance.md quotes (tiny sizes)."""
+"""The pipeline benchmark reports what docs/performance.md quotes (tiny sizes); the server memory setting."""
 
 from __future__ import annotations
 
@@ -15,3 +15,11 @@ def test_pipeline_bench_row_has_cold_warm_and_both_pipelines(tmp_path):
     assert set(row["stage_s"]) == set(bench_pipeline.STAGES)
     assert (tmp_path / "pose-rig-64-12-result" / "result.mp4").is_file()
     assert not (tmp_path / "pose-rig-64-12-result" / "sbs.mp4").exists()
+
+
+def test_malloc_arena_limit_takes_on_linux():
+    import sys
+
+    from internet.memory import limit_malloc_arenas
+
+    assert limit_malloc_arenas(8) is sys.platform.startswith("linux")  # glibc here; 8 arenas: a loose cap
