@@ -22,8 +22,17 @@ from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
 
 
 def deformable_skip(features: torch.Tensor, flow: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
-    """Eq 6: phi_out = M^i * F^i(phi_in), a backward warp of the features masked by the confidence map."""
-    return warp(features, flow) * confidence.to(features.dtype)
+    """Eq 6: phi_out = M^i * F^i(phi_in), a backward warp of the features masked by the confidence map.
+
+    ``grid_sample`` always returns NCHW; for channels-last features (the fast path) the masking writes straight
+    into a channels-last tensor, so the concatenation and convolution that follow need no layout copy
+    (the same numbers; 70 ms/frame less at 512² on CPU, docs/performance.md)."""
+    warped, mask = warp(features, flow), confidence.to(features.dtype)
+    if features.is_contiguous(memory_format=torch.channels_last) and not warped.is_contiguous(
+        memory_format=torch.channels_last
+    ):
+        return torch.mul(warped, mask, out=torch.empty_like(warped, memory_format=torch.channels_last))
+    return warped * mask
 
 
 @dataclass

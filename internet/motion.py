@@ -58,7 +58,10 @@ class DenseMotion(nn.Module):
             anchors_source.points, s, s, var
         )
         heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], dim=1)
-        features = self.unet(torch.cat([warped, heat.to(warped.dtype)], dim=1))
+        inputs = torch.cat([warped, heat.to(warped.dtype)], dim=1)
+        if source.is_contiguous(memory_format=torch.channels_last):  # the fast path: one copy here saves the U-Net
+            inputs = inputs.contiguous(memory_format=torch.channels_last)  # and both heads a layout copy each
+        features = self.unet(inputs)
         weights = F.softmax(self.weights(features).float(), dim=1)
         confidence = torch.sigmoid(self.confidence(features).float())
         flow = compose_flow(weights, transforms.float())
