@@ -329,6 +329,18 @@ def _ffmpeg_message(lines: list[str], keep: int = 2) -> str:
     return "; ".join(found[:keep])[:160]
 
 
+def put_unless_stopped(bounded: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` on a bounded queue, waiting while it is full, unless ``stop`` is set first (a producer
+    thread must never block for good on a consumer that has gone). Returns whether the item went in."""
+    while not stop.is_set():
+        try:
+            bounded.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class VideoReader:
     """Stream RGB frames of a video at a constant frame rate, optionally truncated and resized.
 
@@ -387,12 +399,7 @@ class VideoReader:
             self._put(None)
 
     def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_unless_stopped(self._queue, item, self._stop)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self

@@ -32,7 +32,7 @@ from internet.errors import InputError
 from internet.export import AnchorsJsonWriter
 from internet.frames import FrameResult
 from internet.framing import Box, Crop, VideoFraming, centre_crop, frame_source, frame_video, person_box
-from internet.media import VideoInfo, VideoReader, VideoWriter, load_image, probe_video
+from internet.media import VideoInfo, VideoReader, VideoWriter, load_image, probe_video, put_unless_stopped
 from internet.motion_sources import Background, ModelSource, MotionSource, PoseRigSource
 from internet.overlays import overlay_panel, side_by_side
 from internet.poserig import Landmarks
@@ -555,12 +555,7 @@ class _RenderThread:
             self._put(error)
 
     def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_unless_stopped(self._queue, item, self._stop)
 
     def frames(self, check_cancel: Callable[[], None]):
         """Yield (index, driving, output, motion) in order until the video ends."""
