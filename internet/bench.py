@@ -20,6 +20,7 @@ Sections of one run (each measurement in a fresh process, so peak RSS is its own
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -37,7 +38,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from internet.config import load_config
-from internet.fast import FastINTERNet, FastOptions, compare, default_batch
+from internet.fast import FastINTERNet, FastOptions, compare, default_batch, prepack_convolutions
 from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
 from internet.model import INTERNet
 
@@ -152,7 +153,7 @@ class LeverResult:
     name: str
     ms_per_frame: float  # best round, wall clock
     cpu_ms_per_frame: float  # best round, process CPU time (all threads)
-    ratio: float  # median over rounds of (this / reference), wall clock
+    ratio: float  # median over interleaved chunks of (this / reference), wall clock
     cpu_ratio: float
     max_abs_diff: float
     psnr_db: float
@@ -201,6 +202,7 @@ def machine_throughput(device: str = "cpu", repeats: int = 8) -> tuple[float, fl
     """Best-of-``repeats`` GFLOP/s of a 2048² float32 matmul and of a 3×3 128→128 conv at 128² (NHWC)."""
     a, b = torch.rand(2048, 2048, device=device), torch.rand(2048, 2048, device=device)
     conv = nn.Conv2d(128, 128, 3, padding=1).to(device).eval().to(memory_format=torch.channels_last)
+    prepack_convolutions(conv)  # the fastest form on CPU (a no-op elsewhere at run time)
     x = torch.rand(1, 128, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
     best = []
     with torch.inference_mode():
@@ -225,14 +227,20 @@ def _flops(fn) -> float:
 
 def _lever_options(batch: int, compile_: bool, all_levers: bool) -> dict[str, FastOptions]:
     """The variants timed next to the reference; the first is the fast path's default (``batch``)."""
-    levers = {f"fast (channels_last, sub-pixel, batch {batch})": FastOptions(batch=batch)}
+    levers = {f"fast (channels_last, sub-pixel, pre-packed, batch {batch})": FastOptions(batch=batch)}
     if all_levers:
         other = 4 if batch == 1 else 1
         levers |= {
-            "source once (NCHW, batch 1)": FastOptions(batch=1, channels_last=False, subpixel=False),
-            "source once + channels_last (batch 1)": FastOptions(batch=1, subpixel=False),
-            "source once + sub-pixel up-convolutions (NCHW, batch 1)": FastOptions(batch=1, channels_last=False),
-            "source once + batch 4 (NCHW)": FastOptions(batch=4, channels_last=False, subpixel=False),
+            "source once (NCHW, batch 1)": FastOptions(batch=1, channels_last=False, subpixel=False, prepack=False),
+            "source once + channels_last (batch 1)": FastOptions(batch=1, subpixel=False, prepack=False),
+            "source once + sub-pixel up-convolutions (NCHW, batch 1)": FastOptions(
+                batch=1, channels_last=False, prepack=False
+            ),
+            "source once + channels_last + sub-pixel (batch 1)": FastOptions(batch=1, prepack=False),
+            "source once + pre-packed weights (NCHW, batch 1)": FastOptions(
+                batch=1, channels_last=False, subpixel=False
+            ),
+            "source once + batch 4 (NCHW)": FastOptions(batch=4, channels_last=False, subpixel=False, prepack=False),
             f"fast with batch {other}": FastOptions(batch=other),
             f"bf16 autocast (fast, batch {batch})": FastOptions(batch=batch, bf16=True),
         }
@@ -251,9 +259,9 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | Non
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     peak_mm, peak_conv = machine_throughput(device)
 
-    def reference() -> torch.Tensor:
+    def reference(frames: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            out = torch.cat([model(source, d[None]).prediction for d in driving])
+            out = torch.cat([model(source, d[None]).prediction for d in frames])
         sync()
         return out
 
@@ -262,15 +270,29 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | Non
     fast = {key: FastINTERNet(model, options) for key, options in levers.items()}
     states = {key: f.prepare_source(source) for key, f in fast.items()}
     runs = {"reference": reference} | {
-        key: (lambda f=f, s=states[key]: (f.render(s, driving), sync())[0]) for key, f in fast.items()
+        key: (lambda d, f=f, s=states[key]: (f.render(s, d), sync())[0]) for key, f in fast.items()
     }
-    outputs = {key: run() for key, run in runs.items()}  # warm-up (and compilation)
+    outputs = {key: run(driving) for key, run in runs.items()}  # warm-up (and compilation)
+    # Interleaved in chunks of the largest batch of any variant (one frame at 512² by default): every variant
+    # renders the same chunk back to back, so the machine's slow and fast phases (seconds long on shared
+    # VMs) hit them alike. Times are summed per round; the ratio is the median over chunks.
+    chunk = max(f.options.batch for f in fast.values())
     times: dict[str, list[tuple[float, float]]] = {key: [] for key in runs}
-    for _ in range(rounds):  # interleaved: load changes hit every variant alike
-        for key, run in runs.items():
-            start = _clock()
-            run()
-            times[key].append(_since(start))
+    chunk_ratios: dict[str, list[tuple[float, float]]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        spent = {key: (0.0, 0.0) for key in runs}
+        for first in range(0, frames, chunk):
+            frames_chunk = driving[first : first + chunk]
+            took = {}
+            for key, run in runs.items():
+                start = _clock()
+                run(frames_chunk)
+                took[key] = _since(start)
+                spent[key] = (spent[key][0] + took[key][0], spent[key][1] + took[key][1])
+            for key in runs:
+                chunk_ratios[key].append(tuple(t / r for t, r in zip(took[key], took["reference"])))
+        for key in runs:
+            times[key].append(spent[key])
     default = next(iter(fast))
     start = _clock()
     for _ in range(3):
@@ -282,7 +304,7 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | Non
         return min(t[index] for t in times[key]) / frames * 1000
 
     def ratio(key: str, index: int) -> float:
-        return statistics.median(t[index] / r[index] for t, r in zip(times[key], times["reference"]))
+        return statistics.median(r[index] for r in chunk_ratios[key])
 
     lever_rows = []
     for key in fast:
@@ -292,7 +314,9 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | Non
                         round(ratio(key, 1), 3), agreement.max_abs_diff, round(agreement.psnr_db, 2))
         )  # fmt: skip
     f = fast[default]
-    gflops = _flops(lambda: f.model.animate(states[default], driving[:1]))
+    # FlopCounterMode does not know oneDNN's packed-weight convolution: count the same network unpacked.
+    unpacked = FastINTERNet(model, dataclasses.replace(levers[default], prepack=False))
+    gflops = _flops(lambda: unpacked.model.animate(states[default], driving[:1]))
     reference_gflops = _flops(lambda: model(source, driving[:1]))
     achieved = gflops / (per_frame(default, 0) / 1000)
     profile = _profile(f, states[default], driving[:batch]) if flags["profile"] else []

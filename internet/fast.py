@@ -8,6 +8,9 @@ Nothing here changes the networks or their numerics beyond float rounding; what 
 * every ``UpBlock`` (2x nearest upsampling, then a 3x3 convolution) computes its convolution at the input's
   resolution as four 2x2 "phase" kernels (:class:`SubPixelUpBlock`): 2.25x fewer FLOPs, the same result up
   to float rounding;
+* on CPU, every convolution's weights are reordered into oneDNN's blocked layout once (:class:`PackedConv2d`)
+  instead of on every call: eager PyTorch repeats that reorder per call, which dominates the U-Nets'
+  1024-channel levels at 4x4-16x16 (bit-identical outputs);
 * everything runs under ``torch.inference_mode`` (no autograd bookkeeping);
 * optionally, ``torch.compile`` (inductor, weights frozen and pre-packed) fuses GroupNorm/ReLU/concat
   around the convolutions, and bf16 autocast runs the convolutions in bfloat16 (GPU, or CPUs with fast
@@ -32,6 +35,7 @@ from internet.generator import SourceFeatures
 from internet.geometry import Anchors
 from internet.layers import UpBlock
 from internet.model import INTERNet, INTERNetOutput, SourceState
+from internet.motion import DenseMotion
 
 # Agreement of the fast path with the float32 eager reference on outputs in [0, 1] (float32 fast path).
 MAX_ABS_DIFF = 2e-3
@@ -45,6 +49,7 @@ class FastOptions:
     batch: int | None = None  # driving frames per forward pass; None: 1 from 512² on (cache-bound), else 4
     channels_last: bool = True  # NHWC tensors and weights (oneDNN's preferred layout on CPU)
     subpixel: bool = True  # UpBlock convolutions at the input's resolution (SubPixelUpBlock)
+    prepack: bool = True  # oneDNN weights reordered once, not per call (PackedConv2d; CPU float32 only)
     compile: bool = False  # torch.compile the per-frame networks (inductor; slow first call)
     bf16: bool = False  # bfloat16 autocast for the convolutions (changes outputs by ~1e-2)
 
@@ -82,6 +87,10 @@ class FastINTERNet:
             subpixel_upsampling(self.model)
         if self.options.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.options.prepack:
+            prepack_convolutions(self.model)
+            merge_motion_heads(self.model)
+        inplace_activations(self.model)
         self._animate = self._compiled() if self.options.compile else _animate_prediction
 
     @property
@@ -150,19 +159,28 @@ def _animate_prediction(model: INTERNet, state: SourceState, driving: torch.Tens
 
 def _plain_copy(model: INTERNet) -> INTERNet:
     plain = copy.deepcopy(model)
-    for module in plain.modules():  # back to the plain UpBlock forward
-        if isinstance(module, SubPixelUpBlock):
-            module.__class__ = UpBlock
-            del module.phase_weight
+    for module in plain.modules():  # back to the plain forwards, without the derived buffers and packs
+        if type(module) is InplaceReLU:
+            module.inplace = False
+        for fast_class, plain_class in _PLAIN_CLASSES.items():
+            if type(module) is fast_class:
+                module.__class__ = plain_class
+        for name in ("phase_weight", "head_weight", "head_bias"):
+            module._buffers.pop(name, None)
+        module.__dict__.pop("packed", None)
     return plain.to(memory_format=torch.contiguous_format).float().eval()
 
 
 def inference_copy(model: INTERNet) -> INTERNet:
-    """What the app and CLI run: a copy of ``model`` in eval mode, with sub-pixel up-convolutions and
-    channels-last weights (the caller's model is left as it was, trainable)."""
+    """What the app and CLI run: a copy of ``model`` in eval mode, with sub-pixel up-convolutions,
+    channels-last weights and pre-packed convolutions (the caller's model is left as it was, trainable)."""
     fast = copy.deepcopy(model).eval()
     subpixel_upsampling(fast)
-    return fast.to(memory_format=torch.channels_last)
+    fast.to(memory_format=torch.channels_last)
+    prepack_convolutions(fast)
+    merge_motion_heads(fast)
+    inplace_activations(fast)
+    return fast
 
 
 def _phase_kernels(weight: torch.Tensor) -> torch.Tensor:
@@ -204,7 +222,7 @@ class SubPixelUpBlock(UpBlock):
         if min(h, w) < self.MIN_SIDE:
             return super().forward(x)
         c = conv.out_channels
-        y = torch.nn.functional.conv2d(x, self.phase_weight.to(x.dtype), padding=1)  # (N, 4C, H+1, W+1)
+        y = _conv2d(x, self.phase_weight, None, 1, self)  # (N, 4C, H+1, W+1)
         y = y.permute(0, 2, 3, 1).contiguous()  # NHWC (free when x is channels-last)
         out = y.new_empty(n, h, 2, w, 2, c)
         for a in range(2):
@@ -217,6 +235,89 @@ class SubPixelUpBlock(UpBlock):
         for layer in list(self.conv)[1:]:  # GroupNorm, ReLU
             out = layer(out)
         return out
+
+
+class _Packs(dict):
+    """oneDNN-packed copies of a module's weights, by (which weight, its version, input shape). Derived and
+    opaque: a deep copy of the module starts with none (they are made again on its first call)."""
+
+    def __deepcopy__(self, memo: dict) -> _Packs:
+        return _Packs()
+
+
+def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and x.dim() == 4
+        and not torch.is_grad_enabled()  # the packed op has no backward: inference only
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def _conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding: int | tuple[int, int],
+    owner: torch.nn.Module,
+    stride: tuple[int, int] = (1, 1),
+    dilation: tuple[int, int] = (1, 1),
+) -> torch.Tensor:
+    """``F.conv2d`` (groups 1, zero padding) with ``weight`` reordered into oneDNN's blocked layout once per
+    input shape and kept in ``owner.packed`` (when :func:`prepack_convolutions` gave it one), instead of on
+    every call as eager PyTorch does. The same primitive computes the same numbers either way."""
+    padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    packs = getattr(owner, "packed", None)
+    if packs is None or not _packable(x, weight):
+        return torch.nn.functional.conv2d(x, weight.to(x.dtype), bias, stride, padding, dilation)
+    # The weight's version and storage are part of the key, so an in-place update or a move is never stale.
+    version = 0 if weight.is_inference() else weight._version  # inference tensors have no version counter
+    key = (id(weight), version, weight.data_ptr(), tuple(x.shape))
+    packed = packs.get(key)
+    if packed is None:
+        packs.clear()  # one shape at a time in practice: don't let a changing batch size pile up packs
+        packed = packs[key] = torch.ops.mkldnn._reorder_convolution_weight(
+            weight.contiguous(memory_format=torch.channels_last), list(padding), list(stride), list(dilation), 1,
+            list(x.shape),
+        )  # fmt: skip
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, packed, bias, list(padding), list(stride), list(dilation), 1, "none", [], ""
+    )
+
+
+class PackedConv2d(torch.nn.Conv2d):
+    """A ``Conv2d`` whose CPU inference calls use weights packed once for oneDNN (:func:`_conv2d`); training
+    (grad enabled), other devices and other dtypes take the plain path. Made by :func:`prepack_convolutions`."""
+
+    packed: _Packs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _conv2d(x, self.weight, self.bias, self.padding, self, self.stride, self.dilation)
+
+
+def prepack_convolutions(model: torch.nn.Module) -> int:
+    """Give every plain ``Conv2d`` (groups 1, zero padding) and every :class:`SubPixelUpBlock` of ``model``
+    a cache of packed weights, in place; returns how many convolutions were converted.
+
+    Eager PyTorch reorders a convolution's weights into oneDNN's blocked layout on every call; for the U-Nets'
+    1024-channel levels at 4x4-16x16 that reorder costs more than the arithmetic (a 1024->1024 3x3
+    convolution at 8x8: 39 ms per call, 16 ms with packed weights). Packing once per input shape removes it;
+    outputs are bit-identical (docs/performance.md)."""
+    if not torch.backends.mkldnn.is_available():
+        return 0
+    count = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Conv2d and module.groups == 1 and module.padding_mode == "zeros":
+            if isinstance(module.padding, str):
+                continue
+            module.__class__ = PackedConv2d
+            module.packed = _Packs()
+            count += 1
+        elif isinstance(module, SubPixelUpBlock) and not hasattr(module, "packed"):
+            module.packed = _Packs()
+            count += 1
+    return count
 
 
 def subpixel_upsampling(model: torch.nn.Module) -> int:
@@ -257,3 +358,74 @@ def source_state_like(state: SourceState) -> SourceState:
         Anchors(a.points.clone(), a.jacobians.clone(), None if a.heatmaps is None else a.heatmaps.clone()),
         SourceFeatures(f.full.clone(), f.half.clone(), f.quarter.clone()),
     )
+
+
+class MergedHeadsDenseMotion(DenseMotion):
+    """A :class:`DenseMotion` whose two 7x7 output layers (omega: K+1 channels, M^0: 1) run as one convolution
+    with their kernels stacked and zero-padded to 16 outputs (inference only; made by
+    :func:`merge_motion_heads`). oneDNN computes few-output convolutions poorly: at 128² with 108 input
+    channels the 11- and 1-output layers took 27 + 13 ms, the 16-output one 19 ms. The stacked kernels are
+    non-persistent buffers, computed once."""
+
+    head_weight: torch.Tensor
+    head_bias: torch.Tensor
+    packed: _Packs
+
+    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k1 = self.weights.out_channels
+        out = _conv2d(features, self.head_weight, self.head_bias, self.weights.padding, self)
+        return out[:, :k1], out[:, k1 : k1 + 1]
+
+
+def merge_motion_heads(model: torch.nn.Module, outputs: int = 16) -> int:
+    """Turn every :class:`DenseMotion` of ``model`` into a :class:`MergedHeadsDenseMotion`, in place."""
+    count = 0
+    for module in model.modules():
+        if type(module) is not DenseMotion:
+            continue
+        w, c = module.weights, module.confidence
+        if w.kernel_size != c.kernel_size or w.padding != c.padding or w.bias is None or c.bias is None:
+            continue
+        weight = torch.cat([w.weight.detach(), c.weight.detach()])
+        bias = torch.cat([w.bias.detach(), c.bias.detach()])
+        spare = max(0, outputs - weight.shape[0])
+        weight = torch.cat([weight, weight.new_zeros(spare, *weight.shape[1:])])
+        module.__class__ = MergedHeadsDenseMotion
+        layout = torch.channels_last if w.weight.is_contiguous(memory_format=torch.channels_last) else None
+        module.register_buffer(
+            "head_weight", weight.contiguous(memory_format=layout or torch.contiguous_format), persistent=False
+        )
+        module.register_buffer("head_bias", torch.cat([bias, bias.new_zeros(spare)]), persistent=False)
+        module.packed = _Packs()
+        count += 1
+    return count
+
+
+def inplace_activations(model: torch.nn.Module) -> int:
+    """Make every ReLU that directly follows a GroupNorm in an ``nn.Sequential`` work in place (the residual
+    blocks' pre-activations): the norm's output is a fresh tensor nobody else reads, so this saves an
+    allocation and a pass over memory per ReLU (bit-identical). Returns how many were changed."""
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        layers = list(module)
+        for before, layer in zip(layers, layers[1:]):
+            if type(layer) is torch.nn.ReLU and not layer.inplace and isinstance(before, torch.nn.GroupNorm):
+                layer.__class__ = InplaceReLU
+                layer.inplace = True
+                count += 1
+    return count
+
+
+class InplaceReLU(torch.nn.ReLU):
+    """A ReLU made in-place by :func:`inplace_activations` (told apart so the reference can undo it)."""
+
+
+# The inference-only forms above and the classes they were made from (for FastINTERNet.reference).
+_PLAIN_CLASSES: dict[type, type] = {
+    SubPixelUpBlock: UpBlock,
+    PackedConv2d: torch.nn.Conv2d,
+    MergedHeadsDenseMotion: DenseMotion,
+    InplaceReLU: torch.nn.ReLU,
+}

@@ -42,6 +42,10 @@ class DenseMotion(nn.Module):
         self.weights = nn.Conv2d(self.unet.out_channels, k1, kernel_size=7, padding=3)
         self.confidence = nn.Conv2d(self.unet.out_channels, 1, kernel_size=7, padding=3)
 
+    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two output layers on the U-Net's features: logits of omega (K+1 channels) and of M^0 (1)."""
+        return self.weights(features), self.confidence(features)
+
     def forward(self, source: torch.Tensor, anchors_source: Anchors, anchors_driving: Anchors) -> MotionOutput:
         """Eq 5: F^0 = sum_i omega_i T_i with sum_i omega_i = 1, and M^0 = sigmoid(conv(features))."""
         s = self.motion_size
@@ -61,9 +65,9 @@ class DenseMotion(nn.Module):
         inputs = torch.cat([warped, heat.to(warped.dtype)], dim=1)
         if source.is_contiguous(memory_format=torch.channels_last):  # the fast path: one copy here saves the U-Net
             inputs = inputs.contiguous(memory_format=torch.channels_last)  # and both heads a layout copy each
-        features = self.unet(inputs)
-        weights = F.softmax(self.weights(features).float(), dim=1)
-        confidence = torch.sigmoid(self.confidence(features).float())
+        weight_logits, confidence_logits = self.heads(self.unet(inputs))
+        weights = F.softmax(weight_logits.float(), dim=1)
+        confidence = torch.sigmoid(confidence_logits.float())
         flow = compose_flow(weights, transforms.float())
         flows, confidences = [flow], [confidence]
         for _ in range(self.levels - 1):

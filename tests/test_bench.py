@@ -23,3 +23,17 @@ def test_malloc_arena_limit_takes_on_linux():
     from internet.memory import limit_malloc_arenas
 
     assert limit_malloc_arenas(8) is sys.platform.startswith("linux")  # glibc here; 8 arenas: a loose cap
+
+
+def test_model_bench_reports_ratio_agreement_and_flops():
+    """The fast-vs-reference row of a tiny preset: both timed, outputs compared, FLOPs counted (the packed
+    convolutions are invisible to FlopCounterMode, so this guards the count against reading 0)."""
+    from internet.bench import bench_fast
+    from internet.fast import MAX_ABS_DIFF
+
+    row = bench_fast("tiny", "cpu", frames=2, rounds=1, levers=True)
+    assert row.ms_per_frame > 0 and row.reference_ms_per_frame > 0 and row.ratio > 0
+    assert row.max_abs_diff <= MAX_ABS_DIFF
+    assert row.gflops_per_frame > 0 and row.reference_gflops_per_frame >= row.gflops_per_frame
+    names = [lever.name for lever in row.levers]
+    assert names[0].startswith("fast (") and any("pre-packed" in name for name in names[1:])

@@ -169,3 +169,85 @@ def test_inference_copy_leaves_the_model_alone_and_agrees_with_it() -> None:
     assert compare(got, expected).max_abs_diff < MAX_ABS_DIFF
     fresh = INTERNet(model.config)
     fresh.load_state_dict(fast.state_dict())  # the same keys and shapes as a plain model
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_packed_convolution_is_the_plain_convolution(channels_last: bool) -> None:
+    """A pre-packed convolution computes F.conv2d's numbers (stride, bias, padding), packs once per input
+    shape, notices in-place weight updates, and leaves training (grad enabled) to the plain path."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from internet.fast import PackedConv2d, prepack_convolutions
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 10, 3, stride=2, padding=1)
+    packed = copy.deepcopy(conv)
+    assert prepack_convolutions(packed) == 1 and isinstance(packed, PackedConv2d)
+    x = torch.randn(2, 6, 11, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = F.conv2d(x.contiguous(), conv.weight, conv.bias, stride=2, padding=1)  # independent of the module
+        got = packed(x)
+        assert got.shape == expected.shape == (2, 10, 6, 5)
+        assert (got - expected).abs().max() < 1e-5
+        if torch.backends.mkldnn.is_available():
+            assert len(packed.packed) == 1
+            packed(x)
+            assert len(packed.packed) == 1  # reused, not packed again
+        other = torch.randn(1, 6, 7, 7)
+        assert (packed(other) - F.conv2d(other, conv.weight, conv.bias, stride=2, padding=1)).abs().max() < 1e-5
+    with torch.no_grad():
+        packed.weight.mul_(-1)  # an in-place update must not leave a stale pack behind
+    with torch.inference_mode():
+        assert (packed(x) + expected - 2 * conv.bias.view(1, -1, 1, 1)).abs().max() < 1e-5
+    x.requires_grad_(True)
+    packed(x).sum().backward()  # grad enabled: the plain path, differentiable
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    clone = copy.deepcopy(packed)  # packs are derived: a copy starts without them and still works
+    assert len(clone.packed) == 0
+    with torch.inference_mode():
+        assert (clone(x.detach()) - packed(x.detach())).abs().max() == 0
+
+
+def test_merged_motion_heads_are_the_two_heads() -> None:
+    """One stacked, zero-padded 7x7 convolution gives the omega and M^0 logits of the two separate layers."""
+    import copy
+
+    from internet.fast import MergedHeadsDenseMotion, merge_motion_heads
+
+    model = _model("tiny")
+    motion = model.dense_motion
+    merged = copy.deepcopy(motion)
+    assert merge_motion_heads(merged) == 1 and isinstance(merged, MergedHeadsDenseMotion)
+    assert list(merged.state_dict()) == list(motion.state_dict())  # the stacked kernels are not saved
+    features = torch.randn(2, motion.unet.out_channels, 12, 12)
+    with torch.inference_mode():
+        weights, confidence = merged.heads(features)
+        assert weights.shape == (2, motion.weights.out_channels, 12, 12) and confidence.shape == (2, 1, 12, 12)
+        assert (weights - motion.weights(features)).abs().max() < 1e-5
+        assert (confidence - motion.confidence(features)).abs().max() < 1e-5
+
+
+def test_in_place_activations_and_the_reference_copy() -> None:
+    """Only ReLUs right after a GroupNorm become in-place; the reference form undoes every fast-path change."""
+    from internet.fast import InplaceReLU, _plain_copy, inplace_activations
+    from internet.layers import ResBlock
+
+    torch.manual_seed(0)
+    block = ResBlock(8).eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.inference_mode():
+        expected = block(x)
+        assert inplace_activations(block) == 2
+        assert all(type(m) is InplaceReLU for m in block.body if isinstance(m, torch.nn.ReLU))
+        assert torch.equal(block(x), expected)
+    fast = FastINTERNet(_model("tiny"))
+    plain = _plain_copy(fast.model)
+    fast_only = ("SubPixelUpBlock", "PackedConv2d", "MergedHeadsDenseMotion", "InplaceReLU")
+    assert any(type(m).__name__ in fast_only for m in fast.model.modules())
+    assert not any(type(m).__name__ in fast_only for m in plain.modules())
+    assert not any(hasattr(m, "packed") or "phase_weight" in m._buffers for m in plain.modules())
+    assert list(plain.state_dict()) == list(fast.model.state_dict())
