@@ -34,9 +34,12 @@ class WarpErrorMeter:
         self._grid = np.stack(np.meshgrid(np.arange(r, dtype=np.float32), np.arange(r, dtype=np.float32)), -1)
 
     def update(self, driving: np.ndarray, output: np.ndarray, confidence: np.ndarray) -> WarpError:
-        """``driving`` and ``output`` are (H, W, 3) uint8 frames t; ``confidence`` is M_t (h, w) in [0, 1]."""
+        """``driving`` (H, W, 3) or grey (H, W) and ``output`` (H, W, 3) are uint8 frames t; ``confidence`` is
+        M_t (h, w) in [0, 1]."""
         r = self.resolution
-        grey = cv2.cvtColor(cv2.resize(driving, (r, r), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        grey = cv2.resize(driving, (r, r), interpolation=cv2.INTER_AREA)
+        if grey.ndim == 3:
+            grey = cv2.cvtColor(grey, cv2.COLOR_RGB2GRAY)
         out = cv2.resize(output, (r, r), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         weight = cv2.resize(np.asarray(confidence, np.float32), (r, r), interpolation=cv2.INTER_LINEAR)
         previous, self._previous = self._previous, (grey, out)

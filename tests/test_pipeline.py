@@ -240,3 +240,84 @@ def test_parallel_analysis_segments_agree_with_one_tracker_and_cancel_cleanly():
     with pytest.raises(Cancelled):
         Animator(None).animate(SHARED_PHOTO, SHARED_CLIP, options, progress=stop_in_pass_one, cancel=cancel)
     assert threading.active_count() <= before
+
+
+def test_result_only_pose_rig_decodes_the_video_once(clip, tmp_path, monkeypatch):
+    """Without side-by-side, overlays or kept frames, pass 2 reads pass 1's grey spool instead of decoding the
+    video again: one reader instead of two, the same frames, a temporal meter within resampling noise of the
+    full-size one, the spool files closed afterwards (also in parallel mode, one spool per segment)."""
+    import internet.pipeline as pipeline
+
+    readers, spools = [], []
+    reader_class, spool_class = pipeline.VideoReader, pipeline._GreySpool
+
+    def counting_reader(*args, **kwargs):
+        readers.append(kwargs.get("size"))
+        return reader_class(*args, **kwargs)
+
+    class TrackedSpool(spool_class):
+        def __init__(self, size):
+            super().__init__(size)
+            spools.append(self)
+
+    monkeypatch.setattr(pipeline, "VideoReader", counting_reader)
+    monkeypatch.setattr(pipeline, "_GreySpool", TrackedSpool)
+    options = AnimateOptions(size=SIZE, centre_crop=True)
+    animator = Animator(None)
+    once = animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "once.mp4"),
+                            known_pose=clip["pose"])  # fmt: skip
+    assert len(readers) == 1 and len(spools) == 1 and spools[0].count == FRAMES
+    assert spools[0]._file.closed
+    readers.clear()
+    twice = animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "twice.mp4",
+                             side_by_side=tmp_path / "sbs.mp4"), known_pose=clip["pose"])  # fmt: skip
+    assert len(readers) == 2 and len(spools) == 1  # side-by-side shows the driving frame: decoded again
+    assert once.frame_count == twice.frame_count == FRAMES
+    for path in ("once.mp4", "twice.mp4"):
+        assert read_video_stats(tmp_path / path)[1] == FRAMES
+    a, b = once.warp_error[1:], twice.warp_error[1:]
+    assert np.isnan(once.warp_error[0]) and np.all(np.isfinite(a)) and b.max() > 0
+    assert np.abs(a - b).max() <= 0.25 * b.max() + 1e-3, (a, b)  # the same diagnostic, resampled differently
+
+
+def test_grey_spool_round_trip_and_the_meter_takes_grey():
+    from internet.pipeline import _GreySpool
+    from internet.temporal import WarpErrorMeter
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40, 30, 3), dtype=np.uint8) for _ in range(5)]
+    spool = _GreySpool((30, 40))  # the frames' own size: only the grey conversion happens
+    for frame in frames:
+        spool.append(frame)
+    back = list(spool.frames())
+    spool.close()
+    assert len(back) == 5
+    for frame, grey in zip(frames, back):  # ITU-R BT.601 luma, computed independently
+        luma = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        assert grey.shape == (40, 30) and np.abs(grey - luma).max() <= 1.0
+
+    meters = WarpErrorMeter(16), WarpErrorMeter(16)
+    ramp = np.tile(np.linspace(0, 255, 32, dtype=np.float32), (32, 1))
+    for shift in range(3):
+        driving = np.roll(ramp, shift, axis=1).astype(np.uint8)
+        output = np.dstack([driving] * 3)
+        confidence = np.ones((32, 32), np.float32)
+        rgb_error = meters[0].update(np.dstack([driving] * 3), output, confidence)
+        grey_error = meters[1].update(driving, output, confidence)
+        assert np.array_equal(rgb_error.map, grey_error.map)  # a grey frame given as RGB or as grey: the same
+
+
+def test_renders_run_numpy_blas_single_threaded():
+    from threadpoolctl import threadpool_info
+
+    from internet.blas import single_threaded_blas
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    with single_threaded_blas():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
