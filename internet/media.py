@@ -305,9 +305,13 @@ class _StderrTail:
             self.lines = (self.lines + [raw.decode("utf-8", "replace").strip()])[-8:]
         stream.close()
 
+    def join(self, timeout: float = 2.0) -> None:
+        """Wait for the pipe's end (prompt once the process has exited): no thread outlives its video."""
+        self._thread.join(timeout=timeout)
+
     def text(self) -> str:
         """The informative part of ffmpeg's last lines, for one line of an error message (may be empty)."""
-        self._thread.join(timeout=2)
+        self.join()
         return _ffmpeg_message(self.lines)
 
 
@@ -432,6 +436,7 @@ class VideoReader:
             self._proc.kill()
         self._proc.wait()
         self._thread.join(timeout=2)
+        self._stderr.join()
         self._proc.stdout.close()
 
     def __enter__(self) -> Self:
@@ -514,6 +519,7 @@ class VideoWriter:
         with contextlib.suppress(OSError):
             self._proc.stdin.close()
         code = self._proc.wait()
+        self._stderr.join()
         if code != 0 or self._error is not None or self.frames_written == 0:
             detail = self._stderr.text() or (str(self._error) if self._error else "no frames were written")
             self._tmp.unlink(missing_ok=True)
@@ -531,6 +537,7 @@ class VideoWriter:
             self._queue.put(None)
             self._thread.join(timeout=5)
             self._proc.wait()
+            self._stderr.join()
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:

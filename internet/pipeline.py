@@ -52,7 +52,7 @@ ANALYSIS_SEGMENTS = 2  # with Animator.parallel, pass 1 runs this many trackers 
 DIAGNOSTIC_ENCODING = {"preset": "superfast", "crf": 23}
 MIN_SEGMENT_FRAMES = 16  # videos shorter than this per segment are tracked in one piece
 SPOOL_SIDE = 3  # long side of the spooled grey frames, in temporal-meter resolutions (crops keep >= 1 of them)
-PARALLEL_MIN_CPUS = 4  # Animator(parallel=None) runs the threaded passes from this many CPUs on
+PARALLEL_MIN_CPUS = 2  # Animator(parallel=None) runs the threaded passes from this many CPUs on
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
 
@@ -252,9 +252,10 @@ class Animator:
 
     def __init__(self, model=None, device: str = "cpu", parallel: bool | None = None) -> None:
         """``parallel``: two MediaPipe trackers side by side in pass 1 and a render thread in pass 2 (the
-        outputs differ only where the second tracker starts). ``None`` turns it on with 4 or more CPUs: on
-        2 vCPUs, ffmpeg and MediaPipe already keep both busy and it measured no faster (docs/performance.md)."""
-        if model is not None:  # channels-last, sub-pixel up-convolutions: see internet.fast, docs/performance.md
+        outputs differ only where the second tracker starts). ``None`` turns it on with 2 or more CPUs: on 2
+        vCPUs it measured 1.08-1.10x end to end once numpy's BLAS stopped spinning on the second one (the two
+        trackers pay; the render thread alone does not; docs/performance.md)."""
+        if model is not None:  # channels-last, sub-pixel, pre-packed: see internet.fast, docs/performance.md
             from internet.fast import inference_copy
 
             model = inference_copy(model)
