@@ -46,7 +46,7 @@ MIN_PSNR_DB = 60.0
 class FastOptions:
     """How the fast path executes the model."""
 
-    batch: int | None = None  # driving frames per forward pass; None: 1 from 512² on (cache-bound), else 4
+    batch: int | None = None  # driving frames per forward pass; None: default_batch(image size)
     channels_last: bool = True  # NHWC tensors and weights (oneDNN's preferred layout on CPU)
     subpixel: bool = True  # UpBlock convolutions at the input's resolution (SubPixelUpBlock)
     prepack: bool = True  # oneDNN weights reordered once, not per call (PackedConv2d; CPU float32 only)
@@ -59,9 +59,11 @@ class FastOptions:
 
 
 def default_batch(image_size: int) -> int:
-    """Frames per forward pass of the fast path: 4 below 512², 1 from there on, where batching thrashes the
-    CPU caches (batch 4 was 0.79x the reference's time at 512², batch 1 0.65x; docs/performance.md)."""
-    return 1 if image_size >= 512 else 4
+    """Frames per forward pass of the fast path: 1 from 256² on, 4 below. Batching used to pay at 256² by
+    sharing eager PyTorch's per-call weight reorders among the frames; with the weights packed once
+    (:class:`PackedConv2d`) it only costs cache: at 256² batch 1 took 0.50x the reference's time, batch 4
+    0.57x; at 512² 0.48x vs 0.68x (docs/performance.md)."""
+    return 1 if image_size >= 256 else 4
 
 
 @dataclass
@@ -251,6 +253,7 @@ def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.dtype == weight.dtype == torch.float32
         and x.dim() == 4
         and not torch.is_grad_enabled()  # the packed op has no backward: inference only
+        and not torch.is_autocast_enabled(x.device.type)  # nor an autocast rule: bf16 takes the plain path
         and torch.backends.mkldnn.is_available()
     )
 

@@ -206,6 +206,8 @@ def test_packed_convolution_is_the_plain_convolution(channels_last: bool) -> Non
     x.requires_grad_(True)
     packed(x).sum().backward()  # grad enabled: the plain path, differentiable
     assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():  # bf16 is not silently float32
+        assert packed(x.detach()).dtype == torch.bfloat16
     clone = copy.deepcopy(packed)  # packs are derived: a copy starts without them and still works
     assert len(clone.packed) == 0
     with torch.inference_mode():
