@@ -49,7 +49,7 @@ class FastOptions:
     batch: int | None = None  # driving frames per forward pass; None: default_batch(image size)
     channels_last: bool = True  # NHWC tensors and weights (oneDNN's preferred layout on CPU)
     subpixel: bool = True  # UpBlock convolutions at the input's resolution (SubPixelUpBlock)
-    prepack: bool = True  # oneDNN weights reordered once, not per call (PackedConv2d; CPU float32 only)
+    prepack: bool = True  # oneDNN weights packed once (PackedConv2d; CPU float32) and the motion heads merged
     compile: bool = False  # torch.compile the per-frame networks (inductor; slow first call)
     bf16: bool = False  # bfloat16 autocast for the convolutions (changes outputs by ~1e-2)
 
