@@ -6,7 +6,9 @@ Run ``python app.py`` (host and port: ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_P
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -127,9 +129,23 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
     return demo
 
 
+def warm_up() -> threading.Thread:
+    """Import MediaPipe in a background thread while the server starts: otherwise the first user's preview
+    pays its import (1.2 s here) on top of the render (docs/performance.md, cold vs warm)."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):  # the pose rig reports a missing MediaPipe when it is used
+            import mediapipe  # noqa: F401
+
+    thread = threading.Thread(target=load, name="warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def launch(demo: gr.Blocks, limits: StudioLimits | None = None, **kwargs) -> tuple:
     """Queue with the server's limits and start serving (``kwargs`` go to ``Blocks.launch``)."""
     limit_malloc_arenas()  # a long-running server: keep RSS from creeping up render after render
+    warm_up()
     limits = limits or StudioLimits.from_env()
     demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.render_concurrency)
     return demo.launch(max_file_size=limits.max_file_size, css=CSS, theme=THEME, **kwargs)

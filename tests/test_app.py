@@ -234,3 +234,18 @@ def test_from_limits_loads_the_named_checkpoint_once(model_studio, tmp_path):
     assert named.has_model and named.animator.model.config.name == "tiny"
     with pytest.raises(InputError, match="not a checkpoint folder"):
         Studio.from_limits(StudioLimits(checkpoint=str(tmp_path)))
+
+
+def test_the_server_warms_mediapipe_up_in_the_background():
+    """``app.launch`` starts a thread that imports MediaPipe, which nothing else imports before a render."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app; before = 'mediapipe' in sys.modules; t = app.warm_up(); t.join(120); "
+        "print(before, 'mediapipe' in sys.modules, t.is_alive())"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True", "False"]
