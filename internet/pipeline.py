@@ -42,7 +42,7 @@ from internet.media import VideoInfo, VideoReader, VideoWriter, load_image, prob
 from internet.motion_sources import Background, ModelSource, MotionSource, PoseRigSource
 from internet.overlays import overlay_panel, side_by_side
 from internet.poserig import Landmarks
-from internet.temporal import WarpErrorMeter
+from internet.temporal import WarpErrorMeter, meter_resolution
 
 Motion = Literal["pose-rig", "model"]
 ANALYSIS_SIDE = 640  # long side of the frames MediaPipe sees (it works at 256 internally)
@@ -225,9 +225,9 @@ class _AnalysisJob:
                     elif self.known_pose is not None and index < len(self.known_pose.driving):
                         marks = self.known_pose.driving[index]
                         box = None if marks is None else person_box(marks.points, marks.visibility, marks.mask)
+                    segment.pose_seconds += time.perf_counter() - t0
                     if segment.spool is not None:
                         segment.spool.append(frame)
-                    segment.pose_seconds += time.perf_counter() - t0
                     segment.points.append(None if marks is None else marks.points)
                     segment.visibility.append(None if marks is None else marks.visibility)
                     segment.boxes.append(box)
@@ -346,7 +346,7 @@ class Animator:
         # Pass 2 needs the driving pixels only for the temporal meter: spool them small in pass 1 (decode once).
         # The spools are unlinked temporary files: closed by pass 2, or with the track if anything fails first.
         meter_only = options.motion == "pose-rig" and outputs.side_by_side is None and outputs.overlays is None
-        spool_side = SPOOL_SIDE * _meter_resolution(size) if meter_only and not keep_frames else None
+        spool_side = SPOOL_SIDE * meter_resolution(size) if meter_only and not keep_frames else None
         track = self._analyse(
             info, fps, options, source_marks, need_people, known_pose, times, report, check_cancel, spool_side
         )
@@ -480,14 +480,11 @@ class Animator:
     def _render(self, info, fps, options, crop, track, motion, result, report, check_cancel, keep_frames) -> None:
         """Pass 2: crop, animate, encode; every output is aborted if anything fails."""
         size, times, outputs = result.size, result.times, result.outputs
-        meter = WarpErrorMeter(resolution=_meter_resolution(size))
+        meter = WarpErrorMeter(resolution=meter_resolution(size))
         # The driving frame at full size is shown (side-by-side, overlays, previews) or fed to the model; the pose
         # rig alone only needs it for the temporal meter: then pass 1 spooled it small and grey (track.spools),
         # and it is cropped at the meter's size (the meter's value moves by resampling only).
         driving_size = meter.resolution if track.spools else size
-        factor = min(1.0, 2.0 * driving_size / crop.side)  # decode no larger than twice the crop's output size
-        decode_size = (_even(info.width * factor), _even(info.height * factor))
-        decode_crop = crop.scaled(decode_size[0] / info.width)
         audio = info.path if info.has_audio else None
         with contextlib.ExitStack() as stack:
             writers = []
@@ -517,6 +514,9 @@ class Animator:
                 reader = itertools.chain.from_iterable(spool.frames() for spool in track.spools)
                 decode_crop = crop.scaled(track.spools[0].size[0] / info.width)
             else:
+                factor = min(1.0, 2.0 * size / crop.side)  # decode no larger than twice the crop's output size
+                decode_size = (_even(info.width * factor), _even(info.height * factor))
+                decode_crop = crop.scaled(decode_size[0] / info.width)
                 reader = stack.enter_context(
                     VideoReader(info, fps=fps, max_seconds=options.max_seconds, size=decode_size)
                 )
@@ -530,7 +530,7 @@ class Animator:
                 error = meter.update(driving, output, frame_motion.confidence)
                 result.warp_error[index] = error.mean
                 side = side_by_side(result.source, driving, output) if sbs is not None else None
-                tiles = overlay_panel(frame, result.source, error.map, tile=max(64, size // 2)) if panel else None
+                tiles = overlay_panel(frame, result.source, error.map, tile=tile) if panel else None
                 times.overlays += time.perf_counter() - t0
 
                 t0 = time.perf_counter()
@@ -658,11 +658,6 @@ class _GreySpool:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _meter_resolution(size: int) -> int:
-    """The temporal meter's working resolution for size² outputs."""
-    return max(32, size // 4)
 
 
 def _as_rgb(source: str | os.PathLike | np.ndarray) -> np.ndarray:

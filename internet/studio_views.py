@@ -18,7 +18,7 @@ from internet.export import AnchorsJsonWriter
 from internet.frames import FrameResult
 from internet.media import save_image
 from internet.overlays import dominant_weight_map, draw_anchors, flow_colour, heatmap, overlay_panel
-from internet.temporal import WarpErrorMeter
+from internet.temporal import WarpErrorMeter, meter_resolution
 
 # Confidence pyramid levels (Sec 3.2): M^0 at 1/4 of the output, then upsampled 2x twice to M^1, M^2.
 CONFIDENCE_LEVELS = {"M⁰ (1/4)": 0, "M¹ (1/2)": 1, "M² (full)": 2}
@@ -40,7 +40,7 @@ class PreviewSession:
     def from_frames(cls, source: np.ndarray, frames: list[FrameResult], fps: float, motion: str) -> PreviewSession:
         """Keep the frames and recompute the temporal diagnostic's maps (the pipeline keeps only means)."""
         size = source.shape[0]
-        meter = WarpErrorMeter(resolution=max(32, size // 4))  # the pipeline's resolution, so means agree
+        meter = WarpErrorMeter(resolution=meter_resolution(size))  # the pipeline's resolution, so means agree
         maps, means = [], []
         for frame in frames:
             error = meter.update(frame.driving, frame.output, frame.motion.confidence)

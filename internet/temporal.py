@@ -23,6 +23,12 @@ class WarpError:
     mean: float  # sum(error * M) / sum(M); NaN for the first frame
 
 
+def meter_resolution(size: int) -> int:
+    """The meter's working resolution for size² outputs (the pipeline and the app's preview both use it, so
+    their means agree)."""
+    return max(32, size // 4)
+
+
 class WarpErrorMeter:
     """Feed frames in order with :meth:`update`; keeps only the previous frame (memory is flat)."""
 

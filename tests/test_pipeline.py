@@ -245,7 +245,7 @@ def test_parallel_analysis_segments_agree_with_one_tracker_and_cancel_cleanly():
 def test_result_only_pose_rig_decodes_the_video_once(clip, tmp_path, monkeypatch):
     """Without side-by-side, overlays or kept frames, pass 2 reads pass 1's grey spool instead of decoding the
     video again: one reader instead of two, the same frames, a temporal meter within resampling noise of the
-    full-size one, the spool files closed afterwards (also in parallel mode, one spool per segment)."""
+    full-size one, the spool file closed afterwards."""
     import internet.pipeline as pipeline
 
     readers, spools = [], []
@@ -307,7 +307,7 @@ def test_grey_spool_round_trip_and_the_meter_takes_grey():
         assert np.array_equal(rgb_error.map, grey_error.map)  # a grey frame given as RGB or as grey: the same
 
 
-def test_renders_run_numpy_blas_single_threaded():
+def test_single_threaded_blas_limits_and_restores():
     from threadpoolctl import threadpool_info
 
     from internet.blas import single_threaded_blas
