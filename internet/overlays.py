@@ -8,6 +8,7 @@ All functions return new (H, W, 3) uint8 RGB images and never modify their input
 from __future__ import annotations
 
 import colorsys
+import functools
 
 import cv2
 import numpy as np
@@ -17,10 +18,13 @@ from internet.frames import FrameResult
 FLOW_FULL_SCALE = 0.5  # displacement (normalised units) drawn at full saturation, fixed so frames compare
 
 
+@functools.lru_cache(maxsize=16)
 def palette(count: int) -> np.ndarray:
-    """``count`` well-separated bright RGB colours (golden-ratio hues), uint8 (count, 3)."""
+    """``count`` well-separated bright RGB colours (golden-ratio hues), uint8 (count, 3); read-only (cached)."""
     hues = (np.arange(count) * 0.618034) % 1.0
-    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.85, 1.0)] for h in hues], np.uint8)
+    colours = np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.85, 1.0)] for h in hues], np.uint8)
+    colours.flags.writeable = False
+    return colours
 
 
 def to_pixels(points: np.ndarray, size: int) -> np.ndarray:
@@ -38,23 +42,25 @@ def draw_anchors(
     (the Jacobian's columns times ``axis_scale``, in normalised units), as in the paper's Fig 2."""
     out = image.copy()
     size = image.shape[0]
-    colours = palette(len(anchors))
+    colours = [tuple(int(c) for c in colour) for colour in palette(len(anchors))]
     radius = max(2, size // 100)
     thickness = max(1, size // 256)
-    centres = to_pixels(anchors, size)
-    for k, (x, y) in enumerate(centres):
-        colour = tuple(int(c) for c in colours[k])
-        if jacobians is not None:
-            for column in range(2):
-                tip = to_pixels(anchors[k] + axis_scale * jacobians[k][:, column], size)
-                cv2.line(out, _pt(x, y), _pt(*tip), colour, thickness, cv2.LINE_AA)
-        cv2.circle(out, _pt(x, y), radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
-        cv2.circle(out, _pt(x, y), radius, colour, -1, cv2.LINE_AA)
+    anchors = np.asarray(anchors, np.float64)
+    centres = [tuple(p) for p in _pixel_points(anchors, size).tolist()]
+    if jacobians is not None:  # the tips of each anchor's two axes (its Jacobian's columns), (K, 2, 2)
+        tips = _pixel_points(anchors[:, None, :] + axis_scale * np.swapaxes(np.asarray(jacobians), 1, 2), size)
+        for k, centre in enumerate(centres):
+            for tip in tips[k].tolist():
+                cv2.line(out, centre, tuple(tip), colours[k], thickness, cv2.LINE_AA)
+    for k, centre in enumerate(centres):
+        cv2.circle(out, centre, radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
+        cv2.circle(out, centre, radius, colours[k], -1, cv2.LINE_AA)
     return out
 
 
-def _pt(x: float, y: float) -> tuple[int, int]:
-    return int(round(float(np.clip(x, -1e4, 1e4)))), int(round(float(np.clip(y, -1e4, 1e4))))
+def _pixel_points(points: np.ndarray, size: int) -> np.ndarray:
+    """[-1, 1] points (..., 2) -> integer pixel coordinates for OpenCV, clipped to a range it can draw."""
+    return np.rint(np.clip(to_pixels(points, size), -1e4, 1e4)).astype(np.int64)
 
 
 def heatmap(values: np.ndarray, size: int, vmax: float = 1.0) -> np.ndarray:

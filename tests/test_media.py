@@ -243,3 +243,19 @@ def test_writer_rejects_bad_frames_and_folders(tmp_path):
     with pytest.raises(InputError, match="no frames"):
         VideoWriter(tmp_path / "empty.mp4", 10, (64, 48)).close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_colours_survive_the_round_trip(tmp_path):
+    """The writer converts RGB to yuv420p itself (OpenCV): saturated and grey patches come back as they went in
+    (within H.264 + chroma subsampling error), so its matrix and range agree with the decoder's (BT.601, limited)."""
+    patches = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 150, 30)]
+    frame = np.zeros((32, 16 * len(patches), 3), np.uint8)
+    for i, colour in enumerate(patches):
+        frame[:, 16 * i : 16 * (i + 1)] = colour
+    with VideoWriter(tmp_path / "c.mp4", 4, (frame.shape[1], frame.shape[0])) as writer:
+        for _ in range(3):
+            writer.write(frame)
+    decoded = next(iter(VideoReader(probe_video(tmp_path / "c.mp4")))).astype(int)
+    for i, colour in enumerate(patches):
+        centre = decoded[8:24, 16 * i + 4 : 16 * i + 12].reshape(-1, 3).mean(0)
+        assert np.abs(centre - colour).max() <= 4, (colour, centre)
