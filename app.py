@@ -131,11 +131,14 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
 
 def warm_up() -> threading.Thread:
     """Import MediaPipe in a background thread while the server starts: otherwise the first user's preview
-    pays its import (1.2 s here) on top of the render (docs/performance.md, cold vs warm)."""
+    pays its import (0.3 s; 1.2 s with the matplotlib it would drag in) on top of the render (docs/performance.md,
+    cold vs warm)."""
 
     def load() -> None:
+        from internet.poserig.landmarks import import_mediapipe
+
         with contextlib.suppress(ImportError):  # the pose rig reports a missing MediaPipe when it is used
-            import mediapipe  # noqa: F401
+            import_mediapipe()
 
     thread = threading.Thread(target=load, name="warm-up", daemon=True)
     thread.start()

@@ -6,6 +6,8 @@ the whole rig on the shared real photo + dance clip when they are present.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -300,3 +302,18 @@ def test_rig_follows_the_real_driver() -> None:
     # Measured 0.92 (rig), 0.34 (frozen), 1.00 (driver) on this 2 s / 256 px excerpt.
     assert result.rig > 0.8
     assert result.rig > result.frozen + 0.3
+
+
+def test_mediapipe_is_imported_without_matplotlib():
+    """import_mediapipe() skips the matplotlib.pyplot import that MediaPipe's drawing helpers make (0.67 s),
+    leaves sys.modules as it was for later real imports, and the helpers' plt still reaches the real pyplot."""
+    code = (
+        "import sys; from internet.poserig.landmarks import import_mediapipe; mp = import_mediapipe(); "
+        "print('matplotlib' in sys.modules, 'matplotlib.pyplot' in sys.modules); "
+        "f = mp.solutions.drawing_utils.plt.figure; import matplotlib.pyplot as plt; "
+        "print(f is plt.figure, type(plt).__name__, import_mediapipe() is mp)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False", "True", "module", "True"]

@@ -7,6 +7,10 @@ and the app uses MediaPipe Pose (:class:`MediaPipeProvider`).
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
+import types
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +41,41 @@ class LandmarkProvider(Protocol):
     def detect(self, frame_rgb: np.ndarray) -> Landmarks | None: ...
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for a module while a dependency imports it but does not use it yet: the first attribute read
+    imports the real module (by then no longer shadowed in ``sys.modules``) and forwards to it."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # import machinery probing (__path__, __spec__, ...): not a use
+            raise AttributeError(name)
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+_import_lock = threading.Lock()
+
+
+def import_mediapipe():
+    """``import mediapipe``, without matplotlib. MediaPipe's package imports ``mp.solutions.drawing_utils``,
+    which imports ``matplotlib.pyplot`` (0.67 s of MediaPipe's 0.97 s import here) for a 3-D plotting helper
+    we never call. While MediaPipe is imported, pyplot (and matplotlib, if not loaded yet) are stand-ins that
+    import the real module on first use; afterwards ``sys.modules`` is as it was, so any later
+    ``import matplotlib.pyplot`` is the real one."""
+    with _import_lock:
+        if "mediapipe" in sys.modules:
+            return sys.modules["mediapipe"]
+        stand_ins = {name: _Deferred(name) for name in ("matplotlib", "matplotlib.pyplot") if name not in sys.modules}
+        if len(stand_ins) == 2:  # `import matplotlib.pyplot as plt` reads the attribute off the package
+            stand_ins["matplotlib"].__dict__["pyplot"] = stand_ins["matplotlib.pyplot"]
+        sys.modules.update(stand_ins)
+        try:
+            import mediapipe
+        finally:
+            for name, module in stand_ins.items():
+                if sys.modules.get(name) is module:
+                    del sys.modules[name]
+        return mediapipe
+
+
 class MediaPipeProvider:
     """MediaPipe Pose 0.10.21 (``mp.solutions``, ``model_complexity=1``, with segmentation).
 
@@ -46,8 +85,7 @@ class MediaPipeProvider:
     """
 
     def __init__(self, static_image_mode: bool, min_detection_confidence: float = 0.5) -> None:
-        import mediapipe as mp  # imported here: heavy, and only this provider needs it
-
+        mp = import_mediapipe()  # imported here: heavy, and only this provider needs it
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=static_image_mode,
             model_complexity=1,
