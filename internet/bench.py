@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import torch
 from torch import nn
@@ -131,15 +132,33 @@ def _bench_one(name: str, device: str, batches: tuple[int, ...], repeats: int, q
     )
 
 
-def bench(name: str, device: str = "cpu", batches: tuple[int, ...] = (1, 2, 4), repeats: int = 3) -> BenchResult:
-    """Run one preset in a fresh process so that its peak RSS is its own."""
+def _in_child(target, *args):
+    """Run ``target(*args, queue)`` in a fresh spawned process (so its peak RSS is its own) and return what it
+    puts on the queue; a child that dies without answering (a crash, the OOM killer) raises instead of hanging."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_bench_one, args=(name, device, batches, repeats, queue))
+    proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    try:
+        while True:
+            try:
+                return queue.get(timeout=1.0)
+            except Empty:
+                if proc.is_alive():
+                    continue
+            try:  # it ended: whatever it put is in the pipe by now
+                return queue.get(timeout=1.0)
+            except Empty:
+                raise RuntimeError(f"{target.__name__} died (exit code {proc.exitcode})") from None
+    finally:
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.kill()
+
+
+def bench(name: str, device: str = "cpu", batches: tuple[int, ...] = (1, 2, 4), repeats: int = 3) -> BenchResult:
+    """Run one preset in a fresh process so that its peak RSS is its own."""
+    return _in_child(_bench_one, name, device, batches, repeats)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -371,14 +390,8 @@ def bench_fast(
     levers: bool = False, profile: bool = False, compile_: bool = False,
 ) -> FastResult:  # fmt: skip
     """Fast path vs float32 eager reference for one preset, in a fresh process."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
     flags = {"levers": levers, "profile": profile, "compile": compile_}
-    proc = ctx.Process(target=_fast_one, args=(name, device, frames, rounds, batch, flags, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return _in_child(_fast_one, name, device, frames, rounds, batch, flags)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -410,13 +423,7 @@ def _gpu_one(name: str, batches: tuple[int, ...], queue) -> None:
 
 def bench_gpu(name: str, batches: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
     """frames/s of the fast path on CUDA for several batches and precisions (fresh process)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_gpu_one, args=(name, batches, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return _in_child(_gpu_one, name, batches)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
+from internet import bench as bench_module
 from internet import bench_pipeline
 
 
@@ -37,3 +42,19 @@ def test_model_bench_reports_ratio_agreement_and_flops():
     assert row.gflops_per_frame > 0 and row.reference_gflops_per_frame >= row.gflops_per_frame
     names = [lever.name for lever in row.levers]
     assert names[0].startswith("fast (") and any("pre-packed" in name for name in names[1:])
+
+
+def _answers(value, queue) -> None:
+    queue.put(value * 2)
+
+
+def _dies(value, queue) -> None:
+    os._exit(value)
+
+
+def test_a_child_that_dies_is_reported_not_waited_for():
+    """The benchmark's fresh-process runs return the child's answer, and raise (rather than hang on the queue
+    forever) when the child ends without one."""
+    assert bench_module._in_child(_answers, 21) == 42
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        bench_module._in_child(_dies, 3)
