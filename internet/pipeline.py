@@ -39,7 +39,7 @@ from internet.export import AnchorsJsonWriter
 from internet.frames import FrameResult
 from internet.framing import Box, Crop, VideoFraming, centre_crop, frame_source, frame_video, person_box
 from internet.media import VideoInfo, VideoReader, VideoWriter, load_image, probe_video, put_unless_stopped
-from internet.motion_sources import Background, ModelSource, MotionSource, PoseRigSource
+from internet.motion_sources import Background, MotionSource, PoseRigSource
 from internet.overlays import overlay_panel, side_by_side
 from internet.poserig import Landmarks
 from internet.temporal import WarpErrorMeter, meter_resolution
@@ -413,6 +413,8 @@ class Animator:
 
     def _motion_source(self, source: np.ndarray, landmarks, options: AnimateOptions, fps: float) -> MotionSource:
         if options.motion == "model":
+            from internet.model_source import ModelSource  # torch: imported only when the model renders
+
             return ModelSource(self.model, source, options.relative)
         return PoseRigSource(source, landmarks, options.relative, fps, options.background)
 

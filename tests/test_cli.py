@@ -103,3 +103,14 @@ def test_real_media_preview(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     info, count = read_video_stats(tmp_path / "p.mp4")
     assert (info.width, info.height) == (256, 256) and count == 16  # 1 s of the 16 fps clip
+
+
+@pytest.mark.skipif(not (SHARED_PHOTO.is_file() and SHARED_CLIP.is_file()), reason="../shared/media absent")
+def test_a_pose_rig_run_never_imports_torch(tmp_path):
+    """The pose rig needs no torch, and importing it is 2 s of a CLI run: the package's model names are lazy
+    and the model's motion source lives in its own module."""
+    args = [str(SHARED_PHOTO), str(SHARED_CLIP), "-o", str(tmp_path / "p.mp4"), "--preview", "--max-seconds", "0.5"]
+    code = f"import sys; from internet.animate import main; code = main({args!r}); print(code, 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.stdout.split()[-2:] == ["0", "False"], proc.stderr[-2000:]
+    assert read_video_stats(tmp_path / "p.mp4")[1] == 8

@@ -94,7 +94,7 @@ def test_the_pipelines_channels_last_model_source_matches_the_eager_model() -> N
 
     import numpy as np
 
-    from internet.motion_sources import ModelSource
+    from internet.model_source import ModelSource
     from internet.pipeline import Animator
 
     model = _model("small-128")
