@@ -47,10 +47,9 @@ from internet.temporal import WarpErrorMeter, meter_resolution
 Motion = Literal["pose-rig", "model"]
 ANALYSIS_SIDE = 640  # long side of the frames MediaPipe sees (it works at 256 internally)
 ANALYSIS_SEGMENTS = 2  # with Animator.parallel, pass 1 runs this many trackers side by side
-# The side-by-side and overlay videos are for looking at, not for keeping: a faster x264 preset at its default
-# quality takes a third less CPU than the result's (veryfast, crf 18) for files of about the same size.
-# Side-by-side and overlay videos: x264 ultrafast takes 0.55x superfast's CPU (7.7 vs 13.8 ms per 1536x512 frame) for
-# ~1.4x the bytes at the same crf (and no lower PSNR); the result video keeps VideoWriter's default (veryfast, 18).
+# The side-by-side and overlay videos are for looking at, not for keeping: x264 ultrafast takes 0.55x superfast's CPU
+# (7.7 vs 13.8 ms per 1536x512 frame) for ~1.4x the bytes at the same crf, with no lower PSNR. The result video keeps
+# VideoWriter's default (veryfast, crf 18).
 DIAGNOSTIC_ENCODING = {"preset": "ultrafast", "crf": 23}
 MIN_SEGMENT_FRAMES = 16  # videos shorter than this per segment are tracked in one piece
 SPOOL_SIDE = 3  # long side of the spooled grey frames, in temporal-meter resolutions (crops keep >= 1 of them)
