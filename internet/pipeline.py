@@ -17,8 +17,10 @@ leaves nothing behind (see :class:`~internet.media.VideoWriter`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import math
 import os
@@ -263,6 +265,7 @@ class Animator:
         self.model = model
         self.device = device
         self.parallel = (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS if parallel is None else parallel
+        self._photos = _PhotoPoses()
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None, device: str = "cpu") -> Animator:
@@ -335,7 +338,7 @@ class Animator:
         if known_pose is not None:
             source_marks = _SourceMarks(known_pose.source, 1.0)
         else:
-            source_marks = _detect_source(source_rgb) if need_people else None
+            source_marks = self._photos.detect(source_rgb) if need_people else None
         times.pose += time.perf_counter() - t0
         if need_people and source_marks is None:
             if options.motion == "pose-rig":
@@ -674,6 +677,38 @@ def _as_rgb(source: str | os.PathLike | np.ndarray) -> np.ndarray:
             raise InputError("The source image must be an RGB uint8 array")
         return source
     return load_image(source)
+
+
+class _PhotoPoses:
+    """MediaPipe's result for the last few photos, by their pixels. The app renders the same photo again and
+    again (a preview, then the render; one garment, many videos), and each detection costs a MediaPipe graph
+    and 0.2 s. The cached arrays are read-only, so no caller can change them for the next render."""
+
+    CAPACITY = 4
+
+    def __init__(self) -> None:
+        self._entries: collections.OrderedDict[bytes, _SourceMarks] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def detect(self, rgb: np.ndarray) -> _SourceMarks | None:
+        rgb = np.ascontiguousarray(rgb)
+        digest = hashlib.blake2b(repr((rgb.shape, rgb.dtype.str)).encode(), digest_size=16)
+        digest.update(rgb.data)
+        key = digest.digest()
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        marks = _detect_source(rgb)
+        if marks is not None:
+            for array in (marks.landmarks.points, marks.landmarks.visibility, marks.landmarks.mask):
+                if array is not None:
+                    array.flags.writeable = False
+            with self._lock:
+                self._entries[key] = marks
+                while len(self._entries) > self.CAPACITY:
+                    self._entries.popitem(last=False)
+        return marks
 
 
 def _detect_source(rgb: np.ndarray):

@@ -321,3 +321,30 @@ def test_single_threaded_blas_limits_and_restores():
     with single_threaded_blas():
         assert blas_threads() == [1] * len(before)
     assert blas_threads() == before
+
+
+def test_the_photo_pose_is_detected_once_per_photo(monkeypatch):
+    """Animator keeps MediaPipe's result for recent photos by their pixels: the same photo again is not
+    detected again, another photo (or the same pixels in another shape) is, and the kept arrays are read-only."""
+    from internet import pipeline
+
+    calls = []
+
+    def fake_detect(rgb):
+        calls.append(rgb.shape)
+        points = np.full((13, 2), float(rgb[0, 0, 0]), np.float32)
+        return pipeline._SourceMarks(Landmarks(points, np.ones(13, np.float32), np.zeros((4, 4), np.float32)), 1.0)
+
+    monkeypatch.setattr(pipeline, "_detect_source", fake_detect)
+    photos = pipeline._PhotoPoses()
+    a, b = np.zeros((8, 6, 3), np.uint8), np.full((8, 6, 3), 7, np.uint8)
+    first = photos.detect(a)
+    assert photos.detect(a.copy()) is first and calls == [(8, 6, 3)]
+    assert photos.detect(b).points[0, 0] == 7 and photos.detect(a.reshape(6, 8, 3)) is not first
+    assert len(calls) == 3
+    with pytest.raises(ValueError):
+        first.landmarks.points[0, 0] = 1.0
+    for i in range(pipeline._PhotoPoses.CAPACITY):  # the oldest entries make room
+        photos.detect(np.full((8, 6, 3), 100 + i, np.uint8))
+    photos.detect(a)
+    assert len(calls) == 4 + pipeline._PhotoPoses.CAPACITY
