@@ -59,8 +59,8 @@ class Crop:
         else:  # the part inside the image with its edge pixels replicated (4x faster than clamped indices)
             (r0, r1, top, bottom), (c0, c1, left, right) = _span(self.y0, self.side, h), _span(self.x0, self.side, w)
             inner = cv2.copyMakeBorder(image[r0:r1, c0:c1], top, bottom, left, right, cv2.BORDER_REPLICATE)
-        if self.side == size:
-            return np.ascontiguousarray(inner)
+        if self.side == size:  # a copy: the window of a decoded frame is a view of ffmpeg's read-only buffer
+            return inner.copy()
         interpolation = cv2.INTER_AREA if self.side > size else cv2.INTER_LINEAR
         return cv2.resize(inner, (size, size), interpolation=interpolation)
 

@@ -102,3 +102,12 @@ def test_crop_stays_inside_the_frame_where_it_can():
         assert crop.x0 <= b.x0 and b.x1 <= crop.x0 + crop.side and crop.y0 <= b.y0 and b.y1 <= crop.y0 + crop.side
     small = frame_video([Box(2, 2, 42, 82)], margin=0.1, frame_size=(640, 480)).crop
     assert small.x0 == 0 and small.y0 == 0  # slid inside instead of replicating edges
+
+
+def test_a_crop_at_its_output_size_is_a_writable_copy():
+    """Pass 2 decodes so that the crop comes out at its output size (a slice): the result must still be its
+    own writable array, not a view of the decoder's read-only buffer (full-width windows are contiguous)."""
+    frame = np.frombuffer(np.arange(12 * 8 * 3, dtype=np.uint8).tobytes(), np.uint8).reshape(12, 8, 3)
+    out = Crop(0, 2, 8).apply(frame, 8)
+    assert out.flags.writeable and out.flags.c_contiguous and not np.shares_memory(out, frame)
+    assert np.array_equal(out, frame[2:10])
