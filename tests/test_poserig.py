@@ -317,3 +317,25 @@ def test_mediapipe_is_imported_without_matplotlib():
                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False", "True", "module", "True"]
+
+
+def test_a_stand_in_used_by_another_thread_waits_for_the_real_module():
+    """While MediaPipe is imported (the import lock held, the stand-in in sys.modules), another thread that
+    got the stand-in waits, then reaches the real module: no recursion, no half-imported module."""
+    import colorsys
+    import threading
+
+    from internet.poserig import landmarks
+
+    stand_in, got = landmarks._Deferred("colorsys"), []
+    with landmarks._import_lock:
+        sys.modules["colorsys"] = stand_in
+        try:
+            reader = threading.Thread(target=lambda: got.append(stand_in.hsv_to_rgb))
+            reader.start()
+            reader.join(0.3)
+            assert reader.is_alive() and not got  # blocked while the import is under way
+        finally:
+            sys.modules["colorsys"] = colorsys
+    reader.join(10)
+    assert got == [colorsys.hsv_to_rgb]

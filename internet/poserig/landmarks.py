@@ -48,10 +48,14 @@ class _Deferred(types.ModuleType):
     def __getattr__(self, name: str):
         if name.startswith("__"):  # import machinery probing (__path__, __spec__, ...): not a use
             raise AttributeError(name)
-        return getattr(importlib.import_module(self.__name__), name)
+        with _import_lock:  # another thread may be importing MediaPipe, the stand-in still in sys.modules
+            if sys.modules.get(self.__name__) is self:  # only MediaPipe's own import could get here
+                raise AttributeError(f"{self.__name__}.{name} used while MediaPipe is being imported")
+            module = importlib.import_module(self.__name__)
+        return getattr(module, name)
 
 
-_import_lock = threading.Lock()
+_import_lock = threading.RLock()
 
 
 def import_mediapipe():
