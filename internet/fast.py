@@ -5,9 +5,9 @@ Nothing here changes the networks or their numerics beyond float rounding; what 
 * the source is encoded and its anchors detected once per video (``prepare_source``), not once per frame;
 * driving frames are processed in batches that share that source (``FastOptions.batch``);
 * tensors and weights use the channels-last layout that oneDNN convolutions prefer on CPU;
-* every ``UpBlock`` (2x nearest upsampling, then a 3x3 convolution) computes its convolution at the input's
-  resolution as four 2x2 "phase" kernels (:class:`SubPixelUpBlock`): 2.25x fewer FLOPs, the same result up
-  to float rounding;
+* every ``UpBlock`` (2x nearest upsampling, then a 3x3 convolution) is one stride-2 transposed convolution
+  at the input's resolution (:class:`SubPixelUpBlock`): each output pixel sees a 2x2 window of the input, so
+  2.25x fewer FLOPs and no upsampled copy, the same result up to float rounding;
 * on CPU, every convolution's weights are reordered into oneDNN's blocked layout once (:class:`PackedConv2d`)
   instead of on every call: eager PyTorch repeats that reorder per call, which dominates the U-Nets'
   1024-channel levels at 4x4-16x16 (bit-identical outputs);
@@ -167,7 +167,7 @@ def _plain_copy(model: INTERNet) -> INTERNet:
         for fast_class, plain_class in _PLAIN_CLASSES.items():
             if type(module) is fast_class:
                 module.__class__ = plain_class
-        for name in ("phase_weight", "head_weight", "head_bias"):
+        for name in ("transposed_weight", "head_weight", "head_bias"):
             module._buffers.pop(name, None)
         module.__dict__.pop("packed", None)
     return plain.to(memory_format=torch.contiguous_format).float().eval()
@@ -185,55 +185,34 @@ def inference_copy(model: INTERNet) -> INTERNet:
     return fast
 
 
-def _phase_kernels(weight: torch.Tensor) -> torch.Tensor:
-    """(C_out, C_in, 3, 3) -> (4 C_out, C_in, 2, 2): the 2x2 kernels of the four output phases, phase-major.
+def _transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, 3, 3) -> (C_in, C_out, 4, 4): ``conv3x3(nearest_up2(x))`` as one transposed convolution
+    with stride 2 and padding 1.
 
     On the nearest-upsampled input u[P] = x[P // 2], output row 2i sees x rows (i-1, i, i) through kernel rows
-    (0, 1, 2), so its 2x2 kernel has rows (w0, w1 + w2) over x rows (i-1, i); output row 2i+1 sees x rows
-    (i, i, i+1): rows (w0 + w1, w2) over (i, i+1). Columns likewise; phase p = 2a + b for row/column parity
-    (a, b)."""
+    (0, 1, 2), i.e. w0 on row i-1 and w1 + w2 on row i; output row 2i+1 sees (i, i, i+1): w0 + w1 on row i and
+    w2 on row i+1. A stride-2 transposed convolution with padding 1 gives output row 2i+a kernel row k of input
+    row i' where 2i' - 1 + k = 2i + a: row 2i takes k = 3 from row i-1 and k = 1 from row i, row 2i+1 takes
+    k = 2 from row i and k = 0 from row i+1. So its kernel rows are (w2, w1 + w2, w0 + w1, w0); columns alike."""
     w = weight.detach()
-    rows = (
-        torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),
-        torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], 2),
-    )
-    phases = []
-    for r in rows:
-        phases.append(torch.stack([r[..., 0], r[..., 1] + r[..., 2]], -1))
-        phases.append(torch.stack([r[..., 0] + r[..., 1], r[..., 2]], -1))
-    return torch.cat(phases, 0)
+    rows = torch.stack([w[:, :, 2], w[:, :, 1] + w[:, :, 2], w[:, :, 0] + w[:, :, 1], w[:, :, 0]], 2)
+    cols = [rows[..., 2], rows[..., 1] + rows[..., 2], rows[..., 0] + rows[..., 1], rows[..., 0]]
+    return torch.stack(cols, -1).transpose(0, 1).contiguous()
 
 
 class SubPixelUpBlock(UpBlock):
     """An :class:`UpBlock` whose ``conv3x3(nearest_up2(x))`` runs at x's resolution (inference only).
 
-    One 2x2 convolution with the four phase kernels (:func:`_phase_kernels`) over x padded by one pixel gives
-    (H+1, W+1) outputs per phase; phase (a, b) is read at offset (a, b) and written to the output pixels
-    (2i+a, 2j+b). 4/9 of the FLOPs, no 4x upsampled input, the same numbers up to float rounding (~1e-6
-    relative). Made by :func:`subpixel_upsampling`, which keeps the parameters (and state-dict keys) as
-    they are and adds the phase kernels as a non-persistent buffer, computed once: retraining the model
-    afterwards would leave them stale."""
+    Every output pixel (2i+a, 2j+b) sees a 2x2 window of x, so the block is one stride-2 transposed
+    convolution with a 4x4 kernel (:func:`_transposed_kernel`): 4/9 of the FLOPs, no 4x upsampled input, and
+    oneDNN writes the interleaved output directly. The same numbers up to float rounding (~1e-6 relative).
+    Made by :func:`subpixel_upsampling`, which keeps the parameters (and state-dict keys) as they are and adds
+    the kernel as a non-persistent buffer, computed once: retraining the model afterwards would leave it stale."""
 
-    phase_weight: torch.Tensor
-
-    MIN_SIDE = 8  # below this, oneDNN drops the 2x2 convolution to PyTorch's slow path: upsample instead
+    transposed_weight: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv[0]
-        n, _, h, w = x.shape
-        if min(h, w) < self.MIN_SIDE:
-            return super().forward(x)
-        c = conv.out_channels
-        y = _conv2d(x, self.phase_weight, None, 1, self)  # (N, 4C, H+1, W+1)
-        y = y.permute(0, 2, 3, 1).contiguous()  # NHWC (free when x is channels-last)
-        out = y.new_empty(n, h, 2, w, 2, c)
-        for a in range(2):
-            for b in range(2):
-                p = 2 * a + b
-                out[:, :, a, :, b, :] = y[:, a : a + h, b : b + w, p * c : (p + 1) * c]
-        if conv.bias is not None:
-            out += conv.bias.to(out.dtype)
-        out = out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
+        out = _conv_transpose2d(x, self.transposed_weight, self.conv[0].bias, self)
         for layer in list(self.conv)[1:]:  # GroupNorm, ReLU
             out = layer(out)
         return out
@@ -258,6 +237,23 @@ def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def _pack(owner: torch.nn.Module, weight: torch.Tensor, x: torch.Tensor, reorder) -> torch.Tensor | None:
+    """``weight`` in oneDNN's blocked layout for inputs shaped like ``x``, made by ``reorder`` once per input
+    shape and kept in ``owner.packed`` (None where the plain path must run: no cache, not CPU float32
+    inference)."""
+    packs = getattr(owner, "packed", None)
+    if packs is None or not _packable(x, weight):
+        return None
+    # The weight's version and storage are part of the key, so an in-place update or a move is never stale.
+    version = 0 if weight.is_inference() else weight._version  # inference tensors have no version counter
+    key = (id(weight), version, weight.data_ptr(), tuple(x.shape))
+    packed = packs.get(key)
+    if packed is None:
+        packs.clear()  # one shape at a time in practice: don't let a changing batch size pile up packs
+        packed = packs[key] = reorder(weight.contiguous(memory_format=torch.channels_last), list(x.shape))
+    return packed
+
+
 def _conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -268,24 +264,29 @@ def _conv2d(
     dilation: tuple[int, int] = (1, 1),
 ) -> torch.Tensor:
     """``F.conv2d`` (groups 1, zero padding) with ``weight`` reordered into oneDNN's blocked layout once per
-    input shape and kept in ``owner.packed`` (when :func:`prepack_convolutions` gave it one), instead of on
-    every call as eager PyTorch does. The same primitive computes the same numbers either way."""
-    padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
-    packs = getattr(owner, "packed", None)
-    if packs is None or not _packable(x, weight):
-        return torch.nn.functional.conv2d(x, weight.to(x.dtype), bias, stride, padding, dilation)
-    # The weight's version and storage are part of the key, so an in-place update or a move is never stale.
-    version = 0 if weight.is_inference() else weight._version  # inference tensors have no version counter
-    key = (id(weight), version, weight.data_ptr(), tuple(x.shape))
-    packed = packs.get(key)
+    input shape (:func:`_pack`) instead of on every call as eager PyTorch does. The same primitive computes
+    the same numbers either way."""
+    padding = [padding, padding] if isinstance(padding, int) else list(padding)
+    stride, dilation = list(stride), list(dilation)
+    packed = _pack(owner, weight, x, lambda w, shape: torch.ops.mkldnn._reorder_convolution_weight(
+        w, padding, stride, dilation, 1, shape))  # fmt: skip
     if packed is None:
-        packs.clear()  # one shape at a time in practice: don't let a changing batch size pile up packs
-        packed = packs[key] = torch.ops.mkldnn._reorder_convolution_weight(
-            weight.contiguous(memory_format=torch.channels_last), list(padding), list(stride), list(dilation), 1,
-            list(x.shape),
-        )  # fmt: skip
-    return torch.ops.mkldnn._convolution_pointwise(
-        x, packed, bias, list(padding), list(stride), list(dilation), 1, "none", [], ""
+        return torch.nn.functional.conv2d(x, weight.to(x.dtype), bias, stride, padding, dilation)
+    return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, padding, stride, dilation, 1, "none", [], "")
+
+
+def _conv_transpose2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, owner: torch.nn.Module
+) -> torch.Tensor:
+    """``F.conv_transpose2d(x, weight, bias, stride=2, padding=1)`` (groups 1), with the weight packed once
+    per input shape like :func:`_conv2d`."""
+    padding, output_padding, stride, dilation = [1, 1], [0, 0], [2, 2], [1, 1]
+    packed = _pack(owner, weight, x, lambda w, shape: torch.ops.mkldnn._reorder_convolution_transpose_weight(
+        w, padding, output_padding, stride, dilation, 1, shape))  # fmt: skip
+    if packed is None:
+        return torch.nn.functional.conv_transpose2d(x, weight.to(x.dtype), bias, stride=2, padding=1)
+    return torch.ops.mkldnn._convolution_transpose_pointwise(
+        x, packed, bias, padding, output_padding, stride, dilation, 1, "none", [], ""
     )
 
 
@@ -332,7 +333,7 @@ def subpixel_upsampling(model: torch.nn.Module) -> int:
             if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
                 continue
             module.__class__ = SubPixelUpBlock
-            module.register_buffer("phase_weight", _phase_kernels(conv.weight), persistent=False)
+            module.register_buffer("transposed_weight", _transposed_kernel(conv.weight), persistent=False)
             count += 1
     return count
 

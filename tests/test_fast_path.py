@@ -124,7 +124,7 @@ def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -
 
     import torch.nn.functional as F
 
-    from internet.fast import SubPixelUpBlock, subpixel_upsampling
+    from internet.fast import SubPixelUpBlock, prepack_convolutions, subpixel_upsampling
     from internet.layers import UpBlock
 
     torch.manual_seed(0)
@@ -145,9 +145,13 @@ def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -
     assert got.shape == (2, 7, 18, 16)
     assert (got - expected).abs().max() < 1e-5
     assert list(fast.state_dict()) == list(block.state_dict())  # checkpoints keep their keys
-    tiny = torch.randn(1, 5, 4, 4)  # under MIN_SIDE: the plain upsample-then-convolve path
+    tiny = torch.randn(1, 5, 1, 1)  # one pixel: every output pixel sees padding on one side
     with torch.no_grad():
-        assert (fast(tiny) - block(tiny)).abs().max() < 1e-6
+        assert (fast(tiny) - block(tiny)).abs().max() < 1e-5
+    prepack_convolutions(fast)  # oneDNN's packed transposed convolution: the same numbers
+    with torch.inference_mode():
+        packed = fast(x)
+        assert fast.packed and (packed - got).abs().max() < 1e-5
 
 
 def test_inference_copy_leaves_the_model_alone_and_agrees_with_it() -> None:
@@ -251,5 +255,5 @@ def test_in_place_activations_and_the_reference_copy() -> None:
     fast_only = ("SubPixelUpBlock", "PackedConv2d", "MergedHeadsDenseMotion", "InplaceReLU")
     assert any(type(m).__name__ in fast_only for m in fast.model.modules())
     assert not any(type(m).__name__ in fast_only for m in plain.modules())
-    assert not any(hasattr(m, "packed") or "phase_weight" in m._buffers for m in plain.modules())
+    assert not any(hasattr(m, "packed") or "transposed_weight" in m._buffers for m in plain.modules())
     assert list(plain.state_dict()) == list(fast.model.state_dict())
