@@ -12,9 +12,12 @@ import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from internet.memory import enable_huge_pages, limit_malloc_arenas, retain_freed_memory  # noqa: E402
+
+enable_huge_pages()  # torch reads this once, at its first tensor: before anything imports it
+
 import gradio as gr  # noqa: E402
 
-from internet.memory import limit_malloc_arenas  # noqa: E402
 from internet.studio import EXAMPLES, Studio  # noqa: E402
 from internet.studio_layout import inspection_panel, render_outputs, settings_accordion  # noqa: E402
 from internet.studio_settings import StudioLimits  # noqa: E402
@@ -148,6 +151,7 @@ def warm_up() -> threading.Thread:
 def launch(demo: gr.Blocks, limits: StudioLimits | None = None, **kwargs) -> tuple:
     """Queue with the server's limits and start serving (``kwargs`` go to ``Blocks.launch``)."""
     limit_malloc_arenas()  # a long-running server: keep RSS from creeping up render after render
+    retain_freed_memory()  # 512² activations reused, not faulted in again every frame
     warm_up()
     limits = limits or StudioLimits.from_env()
     demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.render_concurrency)

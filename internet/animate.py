@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
+    from internet.memory import enable_huge_pages, retain_freed_memory
+
+    enable_huge_pages()  # before torch's first tensor (the model path)
+    retain_freed_memory()
+
     from internet.errors import InputError
     from internet.pipeline import AnimateOptions, Animator, Cancelled, OutputPaths, Progress
 

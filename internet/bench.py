@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from internet.config import load_config
 from internet.fast import FastINTERNet, FastOptions, compare, default_batch, prepack_convolutions
 from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
+from internet.memory import THP_VARIABLE, enable_huge_pages, huge_pages_available, retain_freed_memory
 from internet.model import INTERNet
 
 
@@ -205,6 +206,7 @@ class FastResult:
     peak_matmul_gflops: float
     fraction_of_peak: float  # achieved / peak conv
     peak_rss_mb: float
+    huge_pages: bool  # torch's allocator used transparent huge pages in this run (both paths alike)
     levers: list[LeverResult] = field(default_factory=list)
     profile_top: list[dict] = field(default_factory=list)
 
@@ -364,6 +366,7 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | Non
         peak_matmul_gflops=round(peak_mm, 1),
         fraction_of_peak=round(achieved / peak_conv, 3),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        huge_pages=huge_pages_available() and os.environ.get(THP_VARIABLE, "").strip() == "1",
         levers=lever_rows,
         profile_top=profile,
     )
@@ -454,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         return bench_pipeline.main(rest + (["--json", str(args.json)] if args.json else []))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    # The allocator as the app and CLI set it up; the measurements run in fresh child processes, which inherit
+    # it through the environment (THP_MEM_ALLOC_ENABLE=0 / MALLOC_MMAP_THRESHOLD_ set beforehand override it).
+    huge_pages = enable_huge_pages()
+    retained = retain_freed_memory()
 
     report: dict = {
         "machine": {
@@ -463,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
             "processor": _cpu_name(),
             "threads": torch.get_num_threads(),
             "load_average": _load_average(),
+            "huge_pages": huge_pages,
+            "malloc": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+            | {"retained": retained},
         }
     }
     for name in args.presets:
@@ -490,7 +500,8 @@ def _print_fast(r: FastResult) -> None:
         f"{r.reference_ms_per_frame:.0f} (×{r.ratio:.2f} wall, ×{r.cpu_ratio:.2f} CPU; prepare_source "
         f"{r.prepare_source_ms:.0f} ms once), max |diff| {r.max_abs_diff:.2e}, PSNR {r.psnr_db:.1f} dB, "
         f"{r.gflops_per_frame:.1f} GFLOPs/frame = {r.achieved_gflops:.0f} GFLOP/s = "
-        f"{100 * r.fraction_of_peak:.0f}% of the measured conv peak ({r.peak_conv_gflops:.0f} GFLOP/s)"
+        f"{100 * r.fraction_of_peak:.0f}% of the measured conv peak ({r.peak_conv_gflops:.0f} GFLOP/s); "
+        f"huge pages {'on' if r.huge_pages else 'off'}"
     )
     for lever in r.levers:
         print(f"  {lever.name:<46} {lever.ms_per_frame:8.0f} ms  ×{lever.ratio:.2f} wall  ×{lever.cpu_ratio:.2f} CPU"

@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_one(motion, size, frames, args.device, args.folder, args.outputs[0], args.rounds)))
         return 0
 
+    from internet.memory import enable_huge_pages, retain_freed_memory
+
+    enable_huge_pages()  # as the app and CLI run; the child processes inherit both through the environment
+    retain_freed_memory()
     results: dict = {"speed": [], "memory": []}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         folder = Path(tmp)
