@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from internet.memory import enable_huge_pages, retain_freed_memory
 
     enable_huge_pages()  # before torch's first tensor (the model path)
-    retain_freed_memory()
+    if args.motion == "model":  # its 512² activations; the pose rig would only keep ~50 MB more resident
+        retain_freed_memory()
 
     from internet.errors import InputError
     from internet.pipeline import AnimateOptions, Animator, Cancelled, OutputPaths, Progress

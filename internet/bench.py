@@ -6,7 +6,11 @@ Sections of one run (each measurement in a fresh process, so peak RSS is its own
   the plain float32 eager form (``model(source, driving)`` per frame) timed *interleaved in the same
   process*, with wall and process (CPU) time, the ratio per round, the max abs diff / PSNR between their
   outputs, GFLOPs/frame, the achieved fraction of the machine's measured conv throughput and (``--profile``)
-  the top operators; ``--levers`` adds one row per optimisation measured on its own;
+  the top operators; ``--levers`` adds one row per optimisation measured on its own; both run with the
+  allocator settings of the app and CLI (:mod:`internet.memory`);
+* **vs the original environment** (``vs_original_environment``): the fast path with those settings against
+  the reference with the default allocator, as it ran when issue 9 was filed, each in its own process,
+  timed in turns;
 * **table**: ms/frame at batch 1 and at the best batch, peak RSS, parameters, GFLOPs/frame per preset, with
   a FOMM-style reference network (64-128-256 channels, 6 residual blocks at 1/4, dense motion at 1/4)
   timed in the same run, since absolute times on shared machines are noise;
@@ -20,6 +24,7 @@ Sections of one run (each measurement in a fresh process, so peak RSS is its own
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -271,6 +276,7 @@ def _lever_options(batch: int, compile_: bool, all_levers: bool) -> dict[str, Fa
 
 
 def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | None, flags: dict, queue) -> None:
+    retain_freed_memory()  # as the app and the CLI's model path (both paths alike here)
     torch.manual_seed(0)
     model = INTERNet(load_config(name)).eval().to(device)
     size = model.config.image_size
@@ -398,6 +404,130 @@ def bench_fast(
 
 
 # ------------------------------------------------------------------------------------------------------
+# The fast path as the app runs it vs the reference as it ran at the start of issue 9 (default allocator)
+
+ALLOCATOR_VARIABLES = (THP_VARIABLE, "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+@dataclass
+class EnvironmentResult:
+    """Each path in its own process and allocator set-up, timed chunk by chunk in turns (never at once)."""
+
+    name: str
+    frames: int
+    rounds: int
+    ms_per_frame: float  # fast path, with the allocator settings of the app and CLI (best round)
+    reference_ms_per_frame: float  # the eager reference with glibc's and torch's default allocator
+    ratio: float  # median over chunks of (fast / reference), wall clock
+    cpu_ratio: float
+    max_abs_diff: float  # the two processes' outputs (same seeds: same weights and frames)
+    fast_environment: dict  # the allocator variables each process saw
+    reference_environment: dict
+
+
+def _environment_worker(name: str, device: str, frames: int, role: str, conn) -> None:
+    """Build the model and frames from the same seeds as :func:`_fast_one`, warm up, send the outputs, then
+    render the chunks the parent asks for, one at a time, replying with (wall, CPU) seconds."""
+    if role == "fast":
+        retain_freed_memory()  # as the app and the CLI's model path; the reference keeps glibc's defaults
+    torch.manual_seed(0)
+    model = INTERNet(load_config(name)).eval().to(device)
+    size = model.config.image_size
+    gen = torch.Generator().manual_seed(1)
+    source = torch.rand(1, 3, size, size, generator=gen).to(device)
+    driving = torch.rand(frames, 3, size, size, generator=gen).to(device)
+    if role == "fast":
+        fast = FastINTERNet(model)
+        state = fast.prepare_source(source)
+
+        def run(chunk: torch.Tensor) -> torch.Tensor:
+            return fast.render(state, chunk)
+    else:
+
+        def run(chunk: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return torch.cat([model(source, d[None]).prediction for d in chunk])
+
+    conn.send((run(driving).float().cpu(), {k: os.environ.get(k) for k in ALLOCATOR_VARIABLES}))
+    while (message := conn.recv()) is not None:
+        first, count = message
+        start = _clock()
+        run(driving[first : first + count])
+        conn.send(_since(start))
+
+
+def bench_environments(name: str, frames: int = 8, rounds: int = 3, device: str = "cpu") -> EnvironmentResult:
+    """The literal target of issue 9: the fast path as the app and CLI run it (their allocator settings,
+    :mod:`internet.memory`) vs the plain eager reference as it ran when the issue was filed (default
+    allocator). The allocator settings are per process, so each path has a process of its own; the parent
+    asks them for one frame at a time, in turns, so they never compete for the CPUs and the machine's slow
+    and fast phases hit both alike (as in :func:`bench_fast`)."""
+    ctx = mp.get_context("spawn")
+    fast_env = dict(os.environ)  # huge pages as main() set them up; the worker keeps freed memory itself
+    reference_env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARIABLES}
+    workers: dict[str, tuple] = {}
+    try:
+        for role, env in (("fast", fast_env), ("reference", reference_env)):
+            parent_conn, child_conn = ctx.Pipe()
+            saved = dict(os.environ)
+            os.environ.clear()
+            os.environ.update(env)
+            try:  # a spawned child inherits the environment as it is at start()
+                proc = ctx.Process(target=_environment_worker, args=(name, device, frames, role, child_conn))
+                proc.start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            child_conn.close()
+            workers[role] = (proc, parent_conn)
+
+        def ask(role: str, message):
+            proc, conn = workers[role]
+            try:
+                if message is not None:
+                    conn.send(message)
+                return conn.recv()
+            except (EOFError, BrokenPipeError, ConnectionResetError):
+                raise RuntimeError(f"the {role} process died (exit code {proc.exitcode})") from None
+
+        (fast_out, fast_vars), (ref_out, ref_vars) = ask("fast", None), ask("reference", None)
+        times = {role: [] for role in workers}
+        chunk_ratios = []
+        for _ in range(rounds):
+            spent = {role: (0.0, 0.0) for role in workers}
+            for first in range(frames):
+                took = {role: ask(role, (first, 1)) for role in workers}
+                for role in workers:
+                    spent[role] = tuple(a + b for a, b in zip(spent[role], took[role]))
+                chunk_ratios.append(tuple(f / r for f, r in zip(took["fast"], took["reference"])))
+            for role in workers:
+                times[role].append(spent[role])
+    finally:
+        for proc, conn in workers.values():
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+
+    def per_frame(role: str) -> float:
+        return round(min(t[0] for t in times[role]) / frames * 1000, 1)
+
+    return EnvironmentResult(
+        name=name,
+        frames=frames,
+        rounds=rounds,
+        ms_per_frame=per_frame("fast"),
+        reference_ms_per_frame=per_frame("reference"),
+        ratio=round(statistics.median(r[0] for r in chunk_ratios), 3),
+        cpu_ratio=round(statistics.median(r[1] for r in chunk_ratios), 3),
+        max_abs_diff=compare(fast_out, ref_out).max_abs_diff,
+        fast_environment=fast_vars,
+        reference_environment=ref_vars,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
 # GPU: frames/s at batch 1, the best batch, bf16 and torch.compile (never needed by CI)
 
 
@@ -441,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levers", action="store_true", help="also time each optimisation on its own")
     parser.add_argument("--profile", action="store_true", help="attach the top operators of the fast path")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
+    parser.add_argument(
+        "--no-original-environment",
+        action="store_true",
+        help="skip the fast path (app's allocator settings) vs the reference with the default allocator",
+    )
     parser.add_argument("--table", action="store_true", help="also the per-preset table with the FOMM reference")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4], help="batches for --table")
     parser.add_argument("--repeats", type=int, default=3, help="repeats for --table")
@@ -457,10 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         return bench_pipeline.main(rest + (["--json", str(args.json)] if args.json else []))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    # The allocator as the app and CLI set it up; the measurements run in fresh child processes, which inherit
-    # it through the environment (THP_MEM_ALLOC_ENABLE=0 / MALLOC_MMAP_THRESHOLD_ set beforehand override it).
+    # Huge pages as the app and CLI ask for them: the measurements run in fresh child processes, which inherit the
+    # variable (THP_MEM_ALLOC_ENABLE=0 beforehand measures without); the model's children also keep freed
+    # memory (retain_freed_memory, MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ beforehand override it).
     huge_pages = enable_huge_pages()
-    retained = retain_freed_memory()
 
     report: dict = {
         "machine": {
@@ -471,8 +606,6 @@ def main(argv: list[str] | None = None) -> int:
             "threads": torch.get_num_threads(),
             "load_average": _load_average(),
             "huge_pages": huge_pages,
-            "malloc": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-            | {"retained": retained},
         }
     }
     for name in args.presets:
@@ -480,6 +613,12 @@ def main(argv: list[str] | None = None) -> int:
                           levers=args.levers, profile=args.profile, compile_=args.compile)  # fmt: skip
         report[name] = asdict(fast)
         _print_fast(fast)
+        if not args.no_original_environment:
+            versus = bench_environments(name, args.frames, args.rounds)
+            report[name]["vs_original_environment"] = asdict(versus)
+            print(f"  as the app runs it vs the reference with the default allocator (separate processes, in turns): "
+                  f"{versus.ms_per_frame:.0f} vs {versus.reference_ms_per_frame:.0f} ms/frame, ×{versus.ratio:.2f} "
+                  f"wall, ×{versus.cpu_ratio:.2f} CPU, max |diff| {versus.max_abs_diff:.1e}")  # fmt: skip
     if args.table:
         report |= _table(args)
     if not args.no_pipeline:

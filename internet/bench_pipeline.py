@@ -101,7 +101,9 @@ def run_one(
         import torch
 
         from internet import INTERNet, load_config
+        from internet.memory import retain_freed_memory
 
+        retain_freed_memory()  # as the CLI's model path
         torch.manual_seed(0)
         model = INTERNet(load_config(PRESETS.get(size, "tiny"))).to(device).eval()
     from internet.media import probe_video
@@ -201,10 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_one(motion, size, frames, args.device, args.folder, args.outputs[0], args.rounds)))
         return 0
 
-    from internet.memory import enable_huge_pages, retain_freed_memory
+    from internet.memory import enable_huge_pages
 
-    enable_huge_pages()  # as the app and CLI run; the child processes inherit both through the environment
-    retain_freed_memory()
+    enable_huge_pages()  # as the app and CLI run (the children inherit it; it only concerns torch's tensors)
     results: dict = {"speed": [], "memory": []}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         folder = Path(tmp)

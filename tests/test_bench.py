@@ -136,6 +136,24 @@ def test_model_bench_reports_ratio_agreement_and_flops():
     assert names[0].startswith("fast (") and any("pre-packed" in name for name in names[1:])
 
 
+def test_original_environment_bench_gives_each_path_its_own_allocator(monkeypatch):
+    """The fast path's process sees the app's allocator variables, the reference's process none of them; the
+    two processes build the same weights and frames (their outputs agree)."""
+    from internet.bench import bench_environments
+    from internet.fast import MAX_ABS_DIFF
+
+    settings = {"THP_MEM_ALLOC_ENABLE": "1", "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
+                "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}  # fmt: skip
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    row = bench_environments("tiny", frames=2, rounds=1)
+    assert row.fast_environment == settings
+    assert row.reference_environment == dict.fromkeys(settings)
+    assert row.ms_per_frame > 0 and row.reference_ms_per_frame > 0 and row.ratio > 0
+    assert row.max_abs_diff <= MAX_ABS_DIFF
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"  # the parent's own environment is restored
+
+
 def _answers(value, queue) -> None:
     queue.put(value * 2)
 
