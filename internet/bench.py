@@ -275,14 +275,21 @@ def _lever_options(batch: int, compile_: bool, all_levers: bool) -> dict[str, Fa
     return levers
 
 
-def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | None, flags: dict, queue) -> None:
-    retain_freed_memory()  # as the app and the CLI's model path (both paths alike here)
+def _model_and_frames(name: str, device: str, frames: int) -> tuple[INTERNet, torch.Tensor, torch.Tensor]:
+    """The preset with seeded random weights, a source and ``frames`` driving frames (the same in every process)."""
     torch.manual_seed(0)
     model = INTERNet(load_config(name)).eval().to(device)
     size = model.config.image_size
     gen = torch.Generator().manual_seed(1)
     source = torch.rand(1, 3, size, size, generator=gen).to(device)
     driving = torch.rand(frames, 3, size, size, generator=gen).to(device)
+    return model, source, driving
+
+
+def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | None, flags: dict, queue) -> None:
+    retain_freed_memory()  # as the app and the CLI's model path (both paths alike here)
+    model, source, driving = _model_and_frames(name, device, frames)
+    size = model.config.image_size
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     peak_mm, peak_conv = machine_throughput(device)
 
@@ -426,16 +433,11 @@ class EnvironmentResult:
 
 
 def _environment_worker(name: str, device: str, frames: int, role: str, conn) -> None:
-    """Build the model and frames from the same seeds as :func:`_fast_one`, warm up, send the outputs, then
+    """Build the model and frames (:func:`_model_and_frames`), warm up, send the outputs, then
     render the chunks the parent asks for, one at a time, replying with (wall, CPU) seconds."""
     if role == "fast":
         retain_freed_memory()  # as the app and the CLI's model path; the reference keeps glibc's defaults
-    torch.manual_seed(0)
-    model = INTERNet(load_config(name)).eval().to(device)
-    size = model.config.image_size
-    gen = torch.Generator().manual_seed(1)
-    source = torch.rand(1, 3, size, size, generator=gen).to(device)
-    driving = torch.rand(frames, 3, size, size, generator=gen).to(device)
+    model, source, driving = _model_and_frames(name, device, frames)
     if role == "fast":
         fast = FastINTERNet(model)
         state = fast.prepare_source(source)
