@@ -1,5 +1,5 @@
 """Process-wide memory settings: fewer glibc malloc arenas (servers), freed large blocks kept for reuse, and
-transparent huge pages for torch's tensors. Entry points (app, CLI, benchmarks) call them at start-up."""
+transparent huge pages for torch's tensors. Entry points (app, CLI, benchmarks) call what they need at start-up."""
 
 from __future__ import annotations
 
@@ -34,10 +34,9 @@ def retain_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 12
     glibc serves blocks above a threshold (dynamic, at most 32 MB) with fresh ``mmap``s and unmaps them when
     freed. At 512² a 32-35-channel activation is 33-37 MB: every frame, those come back as new pages the
     kernel must fault in and zero (concatenating two 16-channel 512² tensors: 9.6-10 ms into a fresh block,
-    4.2-4.5 ms into a reused one).
-    64 MB covers every activation of the 512² presets; measured in one process, alternating: internet-512
-    fast path 0.90x, the eager reference 0.91x (docs/performance.md). Cost: up to ``trim_threshold`` of freed
-    memory stays in RSS."""
+    4.2-4.5 ms into a reused one). 64 MB covers every activation of the 512² presets; measured in one process,
+    alternating: internet-512 fast path 0.92x, the eager reference 0.91x (docs/performance.md). Cost: up to
+    ``trim_threshold`` of freed memory stays in RSS, so only processes that run the model call it."""
     env = {"MALLOC_MMAP_THRESHOLD_": mmap_threshold, "MALLOC_TRIM_THRESHOLD_": trim_threshold}
     taken = []
     for (name, value), param in zip(env.items(), (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD)):
