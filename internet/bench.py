@@ -46,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from internet.config import load_config
 from internet.fast import FastINTERNet, FastOptions, compare, default_batch, prepack_convolutions
 from internet.layers import ConvBlock, DownBlock, ResBlock, UpBlock
-from internet.memory import THP_VARIABLE, enable_huge_pages, huge_pages_available, retain_freed_memory
+from internet.memory import THP_VARIABLE, enable_huge_pages, huge_pages_enabled, retain_freed_memory
 from internet.model import INTERNet
 
 
@@ -379,7 +379,7 @@ def _fast_one(name: str, device: str, frames: int, rounds: int, batch: int | Non
         peak_matmul_gflops=round(peak_mm, 1),
         fraction_of_peak=round(achieved / peak_conv, 3),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        huge_pages=huge_pages_available() and os.environ.get(THP_VARIABLE, "").strip() == "1",
+        huge_pages=huge_pages_enabled(),
         levers=lever_rows,
         profile_top=profile,
     )

@@ -37,16 +37,18 @@ def retain_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 12
     4.2-4.5 ms into a reused one). 64 MB covers every activation of the 512² presets; measured in one process,
     alternating: internet-512 fast path 0.92x, the eager reference 0.91x (docs/performance.md). Cost: up to
     ``trim_threshold`` of freed memory stays in RSS, so only processes that run the model call it."""
-    env = {"MALLOC_MMAP_THRESHOLD_": mmap_threshold, "MALLOC_TRIM_THRESHOLD_": trim_threshold}
-    taken = []
-    for (name, value), param in zip(env.items(), (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD)):
+    taken = True
+    for name, param, value in (
+        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, mmap_threshold),
+        ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, trim_threshold),
+    ):
         if name in os.environ:  # glibc read it at start-up: leave the user's choice alone
-            taken.append(True)
             continue
-        taken.append(_mallopt(param, value))
-        if taken[-1]:
+        if _mallopt(param, value):
             os.environ[name] = str(value)
-    return all(taken)
+        else:
+            taken = False
+    return taken
 
 
 def _mallopt(param: int, value: int) -> bool:
@@ -82,4 +84,9 @@ def enable_huge_pages(setting: Path = THP_SETTING) -> bool:
     if not huge_pages_available(setting):
         return False
     os.environ.setdefault(THP_VARIABLE, "1")
-    return os.environ[THP_VARIABLE].strip() == "1"
+    return huge_pages_enabled(setting)
+
+
+def huge_pages_enabled(setting: Path = THP_SETTING) -> bool:
+    """Whether torch's allocator in a process started with this environment uses huge pages."""
+    return huge_pages_available(setting) and os.environ.get(THP_VARIABLE, "").strip() == "1"
