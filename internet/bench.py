@@ -18,7 +18,9 @@ Sections of one run (each measurement in a fresh process, so peak RSS is its own
   median, with the cold render and the sequential reference beside it; ``pose_rig_512_all_outputs``: also
   the side-by-side and overlay videos) and peak RSS of a 60- vs a 600-frame render (``memory``), from
   :mod:`internet.bench_pipeline`;
-* **gpu** (when CUDA is present): frames/s at batch 1 and the best batch, bf16 and ``torch.compile``.
+* **gpu** (when CUDA is present; ``--gpu-only`` runs this section alone): frames/s of the fast path per batch
+  in float32 and bf16, then ``torch.compile`` at batch 1 and the best batch, beside the plain float32 eager
+  form, with each precision's max abs diff from it and the peak GPU memory.
 """
 
 from __future__ import annotations
@@ -532,33 +534,100 @@ def bench_environments(name: str, frames: int = 8, rounds: int = 3, device: str 
 # ------------------------------------------------------------------------------------------------------
 # GPU: frames/s at batch 1, the best batch, bf16 and torch.compile (never needed by CI)
 
+GPU_BATCHES = (1, 4, 8, 16)
 
-def _gpu_one(name: str, batches: tuple[int, ...], queue) -> None:
+
+@dataclass
+class AcceleratorResult:
+    """Frames/s of the fast path on one device: per precision and batch, then ``torch.compile`` at batch 1 and at
+    the best batch of that precision; the plain float32 eager form (batch 1) beside it."""
+
+    name: str
+    device: str
+    device_name: str
+    image_size: int
+    reference_fps: float  # model(source, driving) per frame, float32 eager
+    fps: dict[str, float | str] = field(default_factory=dict)  # "fp32/batch4" -> frames/s, or "failed: ..."
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # precision -> vs the reference (frame 0)
+    compile_s: dict[str, float] = field(default_factory=dict)  # "bf16+compile/batch1" -> first call (compiling)
+    peak_memory_mb: dict[str, float] = field(default_factory=dict)  # CUDA only: max allocated per row
+    best: str | None = None
+    best_fps: float | None = None
+    realtime: bool = False  # best_fps >= 30
+
+
+def _accelerator_one(name: str, device: str, batches: tuple[int, ...], compiled: bool, repeats: int, queue) -> None:
     torch.manual_seed(0)
-    model = INTERNet(load_config(name)).eval().to("cuda")
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    model = INTERNet(load_config(name)).eval().to(device)
     size = model.config.image_size
-    source = torch.rand(1, 3, size, size, device="cuda")
-    rows = {}
-    for label, opts in (("fp32", {}), ("bf16", {"bf16": True}), ("bf16+compile", {"bf16": True, "compile": True})):
-        for batch in batches:
-            try:
-                fast = FastINTERNet(model, FastOptions(batch=batch, **opts))
-                state = fast.prepare_source(source)
-                driving = torch.rand(batch, 3, size, size, device="cuda")
-                seconds = _time(lambda f=fast, s=state, d=driving: (f.render(s, d), torch.cuda.synchronize()), 5)
-                rows[f"{label}/batch{batch}"] = round(batch / seconds, 1)
-            except Exception as error:  # noqa: BLE001 - report, do not abort the benchmark
-                rows[f"{label}/batch{batch}"] = f"failed: {type(error).__name__}: {str(error)[:80]}"
+    source = torch.rand(1, 3, size, size, device=device)
+    driving = torch.rand(max(batches), 3, size, size, device=device)
+    with torch.no_grad():
+        reference = model(source, driving[:1]).prediction.float()
+        seconds = _time(lambda: (model(source, driving[:1]), sync()), repeats)
+    result = AcceleratorResult(name, device, torch.cuda.get_device_name() if cuda else _cpu_name(), size,
+                               round(1 / seconds, 2))  # fmt: skip
+
+    def run(label: str, batch: int, options: FastOptions) -> None:
+        key = f"{label}/batch{batch}"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            fast = FastINTERNet(model, options)
+            state = fast.prepare_source(source)
+            t0 = time.perf_counter()
+            out = fast.render(state, driving[:batch])
+            sync()
+            if options.compile:
+                result.compile_s[key] = round(time.perf_counter() - t0, 1)
+            seconds = _time(lambda: (fast.render(state, driving[:batch]), sync()), repeats)
+            result.fps[key] = round(batch / seconds, 2)
+            result.max_abs_diff.setdefault(label, float((out[:1].float() - reference).abs().max()))
+            if cuda:
+                result.peak_memory_mb[key] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        except Exception as error:  # noqa: BLE001 - report, do not abort the benchmark
+            result.fps[key] = f"failed: {type(error).__name__}: {str(error)[:80]}"
+        print(f"  {name} {key}: {result.fps[key]}", flush=True)  # as it comes: a run cut short still shows these
+        if cuda:
             torch.cuda.empty_cache()
-    numeric = {k: v for k, v in rows.items() if isinstance(v, float)}
-    best = max(numeric, key=numeric.get) if numeric else None
-    queue.put({"name": name, "device": torch.cuda.get_device_name(), "fps": rows, "best": best,
-               "best_fps": numeric.get(best), "realtime": bool(best and numeric[best] >= 30)})  # fmt: skip
+
+    def best_batch(label: str) -> int:
+        rows = {b: result.fps.get(f"{label}/batch{b}") for b in batches}
+        numeric = {b: v for b, v in rows.items() if isinstance(v, float)}
+        return max(numeric, key=numeric.get) if numeric else batches[0]
+
+    for label, bf16 in (("fp32", False), ("bf16", True)):
+        for batch in batches:
+            run(label, batch, FastOptions(batch=batch, bf16=bf16))
+    if compiled:  # compiling is slow (minutes at 512²): batch 1 and the best batch of each precision only
+        for label, bf16 in (("fp32", False), ("bf16", True)):
+            for batch in sorted({batches[0], best_batch(label)}):
+                run(f"{label}+compile", batch, FastOptions(batch=batch, bf16=bf16, compile=True))
+    numeric = {k: v for k, v in result.fps.items() if isinstance(v, float)}
+    if numeric:
+        result.best = max(numeric, key=numeric.get)
+        result.best_fps = numeric[result.best]
+        result.realtime = result.best_fps >= 30
+    queue.put(result)
 
 
-def bench_gpu(name: str, batches: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
-    """frames/s of the fast path on CUDA for several batches and precisions (fresh process)."""
-    return _in_child(_gpu_one, name, batches)
+def bench_accelerator(
+    name: str, device: str = "cuda", batches: tuple[int, ...] = GPU_BATCHES, compiled: bool = True, repeats: int = 5
+) -> AcceleratorResult:
+    """frames/s of the fast path on ``device`` (CUDA in practice) per batch and precision, in a fresh process."""
+    return _in_child(_accelerator_one, name, device, tuple(batches), compiled, repeats)
+
+
+def _print_accelerator(r: AcceleratorResult) -> None:
+    print(f"{r.device_name} {r.name} {r.image_size}²: reference (fp32 eager, batch 1) {r.reference_fps} fps; "
+          f"best {r.best}: {r.best_fps} fps{' (real time)' if r.realtime else ''}")  # fmt: skip
+    for key, fps in r.fps.items():
+        extra = f"  compile {r.compile_s[key]} s" if key in r.compile_s else ""
+        memory = f"  {r.peak_memory_mb[key]:.0f} MB" if key in r.peak_memory_mb else ""
+        print(f"  {key:<24} {fps if isinstance(fps, str) else f'{fps:8.2f} fps'}{memory}{extra}")
+    print(f"  max |diff| vs the reference: { {k: f'{v:.1e}' for k, v in r.max_abs_diff.items()} }")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-rounds", type=int, default=3, help="warm rounds of the pose-rig speed run")
     parser.add_argument("--rss", type=int, nargs="*", default=[60, 600], help="frame counts for peak memory")
     parser.add_argument("--pipeline", action="store_true", help="only the pipeline benchmark (its own options)")
+    parser.add_argument("--gpu-only", action="store_true", help="only the GPU section (needs CUDA)")
+    parser.add_argument("--gpu-batches", type=int, nargs="+", default=list(GPU_BATCHES), help="batches on the GPU")
+    parser.add_argument("--gpu-no-compile", action="store_true", help="skip torch.compile on the GPU")
     args, rest = parser.parse_known_args(argv)
     if args.pipeline:
         from internet import bench_pipeline
@@ -594,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         return bench_pipeline.main(rest + (["--json", str(args.json)] if args.json else []))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.gpu_only and not torch.cuda.is_available():
+        parser.error("--gpu-only needs a CUDA device, and torch sees none")
     # Huge pages as the app and CLI ask for them: the measurements run in fresh child processes, which inherit the
     # variable (THP_MEM_ALLOC_ENABLE=0 beforehand measures without); the model's children also keep freed
     # memory (retain_freed_memory, MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ beforehand override it).
@@ -610,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             "huge_pages": huge_pages,
         }
     }
-    for name in args.presets:
+    for name in [] if args.gpu_only else args.presets:
         fast = bench_fast(name, "cpu", args.frames, args.rounds, args.batch,
                           levers=args.levers, profile=args.profile, compile_=args.compile)  # fmt: skip
         report[name] = asdict(fast)
@@ -621,14 +695,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  as the app runs it vs the reference with the default allocator (separate processes, in turns): "
                   f"{versus.ms_per_frame:.0f} vs {versus.reference_ms_per_frame:.0f} ms/frame, ×{versus.ratio:.2f} "
                   f"wall, ×{versus.cpu_ratio:.2f} CPU, max |diff| {versus.max_abs_diff:.1e}")  # fmt: skip
-    if args.table:
+    if args.table and not args.gpu_only:
         report |= _table(args)
-    if not args.no_pipeline:
+    if not args.no_pipeline and not args.gpu_only:
         report |= _pipeline(args)
     if torch.cuda.is_available():
-        report["gpu"] = {name: bench_gpu(name) for name in args.presets}
-        for name, row in report["gpu"].items():
-            print(f"GPU {row['device']} {name}: {row['fps']} (best {row['best']}: {row['best_fps']} fps)")
+        report["gpu"] = {}
+        for name in args.presets:
+            gpu = bench_accelerator(name, "cuda", tuple(args.gpu_batches), not args.gpu_no_compile)
+            report["gpu"][name] = asdict(gpu)
+            _print_accelerator(gpu)
     report["machine"]["load_average_end"] = _load_average()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -168,3 +168,26 @@ def test_a_child_that_dies_is_reported_not_waited_for():
     assert bench_module._in_child(_answers, 21) == 42
     with pytest.raises(RuntimeError, match="exit code 3"):
         bench_module._in_child(_dies, 3)
+
+
+def test_accelerator_section_runs_on_any_device():
+    """The GPU section (run only where CUDA is, never in CI) exercised on the CPU with the tiny preset: every
+    precision and batch timed, the float32 fast path agreeing with the eager reference, the best row picked
+    from the numbers. torch.compile is left out here (minutes on CPU); FastOptions(compile=True) has its own test."""
+    from internet.fast import MAX_ABS_DIFF
+
+    row = bench_module.bench_accelerator("tiny", "cpu", batches=(1, 2), compiled=False, repeats=1)
+    assert set(row.fps) == {"fp32/batch1", "fp32/batch2", "bf16/batch1", "bf16/batch2"}
+    assert all(isinstance(fps, float) and fps > 0 for fps in row.fps.values()), row.fps
+    assert row.reference_fps > 0 and row.image_size == 64 and row.device == "cpu"
+    assert row.max_abs_diff["fp32"] <= MAX_ABS_DIFF
+    assert 0 < row.max_abs_diff["bf16"] < 0.25  # bf16 rounds (~1e-2) but still renders the same frame
+    assert row.best_fps == max(row.fps.values()) and row.fps[row.best] == row.best_fps
+    assert row.realtime == (row.best_fps >= 30) and row.compile_s == {} and row.peak_memory_mb == {}
+
+
+def test_gpu_only_refuses_without_cuda(monkeypatch, capsys):
+    monkeypatch.setattr(bench_module.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        bench_module.main(["--gpu-only"])
+    assert "needs a CUDA device" in capsys.readouterr().err

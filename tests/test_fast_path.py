@@ -257,3 +257,18 @@ def test_in_place_activations_and_the_reference_copy() -> None:
     assert not any(type(m).__name__ in fast_only for m in plain.modules())
     assert not any(hasattr(m, "packed") or "transposed_weight" in m._buffers for m in plain.modules())
     assert list(plain.state_dict()) == list(fast.model.state_dict())
+
+
+def test_compile_leaves_the_packing_to_inductor() -> None:
+    """With ``compile`` the model keeps plain convolutions (inductor freezes and packs them itself; our pack
+    caches would make dynamo recompile per layer); without it they are packed. Compiling itself is not run here
+    (minutes on CPU)."""
+    from internet.fast import MergedHeadsDenseMotion, PackedConv2d
+
+    def kinds(options: FastOptions) -> set[type]:
+        return {type(m) for m in FastINTERNet(_model("tiny"), options).model.modules()}
+
+    assert {PackedConv2d, MergedHeadsDenseMotion} <= kinds(FastOptions())
+    compiled = kinds(FastOptions(compile=True))
+    assert PackedConv2d not in compiled and MergedHeadsDenseMotion not in compiled
+    assert torch.nn.Conv2d in compiled
