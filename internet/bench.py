@@ -596,14 +596,14 @@ def _accelerator_one(name: str, device: str, batches: tuple[int, ...], compiled:
     def best_batch(label: str) -> int:
         rows = {b: result.fps.get(f"{label}/batch{b}") for b in batches}
         numeric = {b: v for b, v in rows.items() if isinstance(v, float)}
-        return max(numeric, key=numeric.get) if numeric else batches[0]
+        return max(numeric, key=numeric.get) if numeric else min(batches)
 
     for label, bf16 in (("fp32", False), ("bf16", True)):
         for batch in batches:
             run(label, batch, FastOptions(batch=batch, bf16=bf16))
     if compiled:  # compiling is slow (minutes at 512²): batch 1 and the best batch of each precision only
         for label, bf16 in (("fp32", False), ("bf16", True)):
-            for batch in sorted({batches[0], best_batch(label)}):
+            for batch in sorted({min(batches), best_batch(label)}):
                 run(f"{label}+compile", batch, FastOptions(batch=batch, bf16=bf16, compile=True))
     numeric = {k: v for k, v in result.fps.items() if isinstance(v, float)}
     if numeric:
