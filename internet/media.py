@@ -345,6 +345,26 @@ def put_unless_stopped(bounded: queue.Queue, item, stop: threading.Event) -> boo
     return False
 
 
+def _decode_filters(fps: float, max_seconds: float | None, start_frame: int, size: tuple[int, int] | None) -> list[str]:
+    """The filter chain that makes the constant-rate stream every reader of a video shares, frame for frame.
+
+    The whole stream is built inside the filter graph and passed through untouched (``-fps_mode passthrough``):
+    ``fps`` with ``start_time=0`` pads a video that starts after its audio with copies of its first frame (what
+    the muxer used to add, so the result stays in sync with the audio), ``trim=end`` cuts at ``max_seconds``
+    (frame n lasts from n / fps), and a ``start_frame`` skips frames of that stream. Left to the muxer, the
+    padding was added *after* a skip: with an audio track, a reader asked to start at frame n gave n copies of
+    frame n and then frames n, n + 1, ... to the cut, so pass 1's second tracker re-read the whole cut (issue 21:
+    stuck limbs, 1.5x the frames counted, a result longer than its audio and a broken pipe on encoding)."""
+    filters = [f"fps={fps:.6f}:start_time=0"]
+    if max_seconds is not None:
+        filters.append(f"trim=end={max_seconds:.6f}")
+    if start_frame > 0:  # after the resampling and the cut, before the scaling: skipped frames are never scaled
+        filters += [f"trim=start_frame={int(start_frame)}", "setpts=PTS-STARTPTS"]
+    if size is not None:
+        filters.append(f"scale={size[0]}:{size[1]}:flags=area")
+    return filters
+
+
 class VideoReader:
     """Stream RGB frames of a video at a constant frame rate, optionally truncated and resized.
 
@@ -371,15 +391,12 @@ class VideoReader:
         self.size = size or (info.width, info.height)
         self.frames_read = 0
         self.max_frames = max_frames
-        filters = [f"fps={self.fps:.6f}"]
-        if start_frame > 0:  # after the resampling, before the scaling: skipped frames are never scaled
-            filters.append(f"trim=start_frame={int(start_frame)}")
-        if size is not None:
-            filters.append(f"scale={size[0]}:{size[1]}:flags=area")
-        cmd = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(info.path)]
-        if max_seconds is not None:
-            cmd += ["-t", f"{max_seconds:.3f}"]
-        cmd += ["-map", "0:v:0", "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        cmd = [ffmpeg_exe(), "-nostdin", "-loglevel", "error"]
+        if max_seconds is not None:  # a bound on what is decoded; the exact cut is the trim below
+            cmd += ["-t", f"{max_seconds + 1.0:.3f}"]
+        filters = ",".join(_decode_filters(self.fps, max_seconds, start_frame, size))
+        cmd += ["-i", str(info.path), "-map", "0:v:0", "-vf", filters, "-fps_mode", "passthrough"]
+        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=None)
         self._stderr = _StderrTail(self._proc.stderr)
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)

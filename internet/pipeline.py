@@ -54,6 +54,10 @@ ANALYSIS_SEGMENTS = 2  # with Animator.parallel, pass 1 runs this many trackers 
 # VideoWriter's default (veryfast, crf 18).
 DIAGNOSTIC_ENCODING = {"preset": "ultrafast", "crf": 23}
 MIN_SEGMENT_FRAMES = 16  # videos shorter than this per segment are tracked in one piece
+# A later segment's tracker starts this many frames before its segment, and those frames' results are dropped:
+# MediaPipe's tracking and landmark smoothing have settled by the segment's first frame, as one tracker's have
+# (on the development clip, the largest joint difference to one tracker: 0.09 torso lengths without, 0.03 with).
+SEGMENT_WARMUP = 16
 SPOOL_SIDE = 3  # long side of the spooled grey frames, in temporal-meter resolutions (crops keep >= 1 of them)
 PARALLEL_MIN_CPUS = 2  # Animator(parallel=None) runs the threaded passes from this many CPUs on
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
@@ -138,6 +142,7 @@ class AnimationResult:
     warnings: list[str] = field(default_factory=list)
     frames: list[FrameResult] = field(default_factory=list)  # only with keep_frames (previews)
     times: StageTimes = field(default_factory=StageTimes)
+    driving_joints: list[np.ndarray | None] = field(default_factory=list)  # pass 1's (13, 2) per frame, video px
 
 
 @dataclass
@@ -172,6 +177,7 @@ class _Segment:
 
     start: int
     limit: int | None
+    warmup: int = 0  # frames before ``start`` tracked to settle the tracker, not kept
     points: list[np.ndarray | None] = field(default_factory=list)
     visibility: list[np.ndarray | None] = field(default_factory=list)
     boxes: list[Box | None] = field(default_factory=list)
@@ -206,16 +212,25 @@ class _AnalysisJob:
                 provider = (
                     stack.enter_context(MediaPipeProvider(static_image_mode=False)) if self.use_mediapipe else None
                 )
+                limit = None if segment.limit is None else segment.limit + segment.warmup
                 reader = stack.enter_context(VideoReader(
                     self.info, fps=self.fps, max_seconds=options.max_seconds, size=self.analysis,
-                    start_frame=segment.start, max_frames=segment.limit,
+                    start_frame=segment.start - segment.warmup, max_frames=limit,
                 ))  # fmt: skip
+                warmup = segment.warmup
                 while not self.stop.is_set():
                     t0 = time.perf_counter()
                     frame = next(reader, None)
                     segment.decode_seconds += time.perf_counter() - t0
                     if frame is None:
                         break
+                    if warmup > 0:  # settles the tracker; the previous segment keeps this frame
+                        t0 = time.perf_counter()
+                        if provider is not None:
+                            provider.detect(frame)
+                        segment.pose_seconds += time.perf_counter() - t0
+                        warmup -= 1
+                        continue
                     index = segment.start + len(segment.points)
                     t0 = time.perf_counter()
                     marks, box = None, None
@@ -380,7 +395,7 @@ class Animator:
             outputs=outputs, frame_count=track.count, fps=fps, size=size,
             has_audio=info.has_audio and outputs.video is not None, source=framed_source, crop=crop,
             reference_index=reference, warp_error=np.full(track.count, np.nan, np.float32), warnings=warnings,
-            times=times,
+            times=times, driving_joints=track.points,
         )  # fmt: skip
         self._render(info, fps, options, crop, track, motion, result, report, check_cancel, keep_frames)
         times.total = time.perf_counter() - start
@@ -427,10 +442,13 @@ class Animator:
 
         With MediaPipe and ``self.parallel``, a long video is cut into ``ANALYSIS_SEGMENTS`` consecutive
         segments, each decoded and tracked by its own reader and tracker in its own thread (MediaPipe releases
-        the GIL; two trackers alone run 1.7x as fast on 2 idle vCPUs). Each segment's tracker starts with a
-        detection, as the first frame's does. This thread only waits, reports progress and checks for
-        cancellation; callbacks never run on the workers. With ``spool_side``, every frame is also spooled grey
-        with that long side (:class:`_GreySpool`, one per segment) for pass 2's temporal meter."""
+        the GIL; two trackers alone run 1.7x as fast on 2 idle vCPUs). Each later segment's tracker starts with a
+        detection ``SEGMENT_WARMUP`` frames before its segment (those results are dropped), so that its tracking
+        has settled by the segment's first frame; the segments' readers give exactly the frames one reader gives
+        (:class:`~internet.media.VideoReader`), and if they do not join up the video is tracked in one piece.
+        This thread only waits, reports progress and checks for cancellation; callbacks never run on the workers.
+        With ``spool_side``, every frame is also spooled grey with that long side (:class:`_GreySpool`, one per
+        segment) for pass 2's temporal meter."""
         longest = max(info.width, info.height)
         analysis = (info.width, info.height)
         if longest > ANALYSIS_SIDE:
@@ -439,16 +457,51 @@ class Animator:
         total = _expected_frames(info, fps, options.max_seconds)
         use_mediapipe = need_people and known_pose is None
         segments_wanted = ANALYSIS_SEGMENTS if self.parallel else 1
-        parts = segments_wanted if use_mediapipe and total >= segments_wanted * MIN_SEGMENT_FRAMES else 1
-        cuts = [round(i * total / parts) for i in range(parts)]
-        segments = [_Segment(start, (cuts[i + 1] - start) if i + 1 < parts else None) for i, start in enumerate(cuts)]
+        parts = 1
+        if use_mediapipe and total >= segments_wanted * MIN_SEGMENT_FRAMES + (segments_wanted - 1) * SEGMENT_WARMUP:
+            parts = segments_wanted
+        # Equal work per tracker: every later segment also tracks its warm-up frames, so it is that much shorter.
+        length = (total + (parts - 1) * SEGMENT_WARMUP) / parts
+        cuts = [0] + [round(i * length - (i - 1) * SEGMENT_WARMUP) for i in range(1, parts)]
+        segments = [
+            _Segment(start, (cuts[i + 1] - start) if i + 1 < parts else None, min(SEGMENT_WARMUP, start))
+            for i, start in enumerate(cuts)
+        ]
+        spool_size = None
         if spool_side is not None:
             side = min(spool_side, max(analysis))
             spool_size = (_even(analysis[0] * side / max(analysis)), _even(analysis[1] * side / max(analysis)))
-            for segment in segments:
-                segment.spool = _GreySpool(spool_size)
         stop = threading.Event()
         job = _AnalysisJob(info, fps, options, analysis, scale, use_mediapipe, known_pose, source_marks, stop)
+        self._run_segments(job, segments, spool_size, total, report, check_cancel)
+        if not _contiguous(segments):  # a segment ended before the next one began: track the video in one piece
+            _close_spools(segments)
+            segments = [_Segment(0, None)]
+            job.stop = threading.Event()
+            self._run_segments(job, segments, spool_size, total, report, check_cancel)
+        for segment in segments:
+            times.decode += segment.decode_seconds
+            times.pose += segment.pose_seconds
+        points = [p for segment in segments for p in segment.points]
+        visibility = [v for segment in segments for v in segment.visibility]
+        boxes = [b for segment in segments for b in segment.boxes]
+        best = min((segment.best for segment in segments), key=lambda b: (b[0], b[1]))
+        count = len(points)
+        if count == 0:
+            raise InputError(f"{info.path.name} has no frames")
+        if count == 1:
+            raise InputError(f"{info.path.name} has a single frame; a driving video needs at least two")
+        framing = frame_video(boxes, options.margin, (info.width, info.height)) if need_people else None
+        spools = [segment.spool for segment in segments if segment.spool is not None]
+        return _DrivingTrack(count, points, visibility, framing, best[1], best[2], scale, spools)
+
+    @staticmethod
+    def _run_segments(job: _AnalysisJob, segments: list[_Segment], spool_size, total: int, report, check_cancel):
+        """Analyse the segments in threads of their own; this thread reports progress and checks for cancel."""
+        stop = job.stop
+        if spool_size is not None:
+            for segment in segments:
+                segment.spool = _GreySpool(spool_size)
         workers = [threading.Thread(target=job.run, args=(segment,), daemon=True) for segment in segments]
         for worker in workers:
             worker.start()
@@ -466,22 +519,9 @@ class Animator:
             for worker in workers:
                 worker.join()
         for segment in segments:
-            times.decode += segment.decode_seconds
-            times.pose += segment.pose_seconds
             if segment.error is not None:
+                _close_spools(segments)
                 raise segment.error
-        points = [p for segment in segments for p in segment.points]
-        visibility = [v for segment in segments for v in segment.visibility]
-        boxes = [b for segment in segments for b in segment.boxes]
-        best = min((segment.best for segment in segments), key=lambda b: (b[0], b[1]))
-        count = len(points)
-        if count == 0:
-            raise InputError(f"{info.path.name} has no frames")
-        if count == 1:
-            raise InputError(f"{info.path.name} has a single frame; a driving video needs at least two")
-        framing = frame_video(boxes, options.margin, (info.width, info.height)) if need_people else None
-        spools = [segment.spool for segment in segments if segment.spool is not None]
-        return _DrivingTrack(count, points, visibility, framing, best[1], best[2], scale, spools)
 
     def _render(self, info, fps, options, crop, track, motion, result, report, check_cancel, keep_frames) -> None:
         """Pass 2: crop, animate, encode; every output is aborted if anything fails."""
@@ -765,6 +805,22 @@ def _landmarks_at(track: _DrivingTrack, index: int, crop: Crop, size: int) -> La
     if index >= track.count or track.points[index] is None:
         return None
     return Landmarks(crop.to_crop(track.points[index], size), track.visibility[index])
+
+
+def _close_spools(segments: list[_Segment]) -> None:
+    for segment in segments:
+        if segment.spool is not None:
+            segment.spool.close()
+
+
+def _contiguous(segments: list[_Segment]) -> bool:
+    """Whether the segments' frames join up: every segment but the last read all of its frames, or nothing
+    follows it."""
+    for i, segment in enumerate(segments[:-1]):
+        short = segment.limit is not None and len(segment.points) < segment.limit
+        if short and any(later.points for later in segments[i + 1 :]):
+            return False
+    return True
 
 
 def _expected_frames(info: VideoInfo, fps: float, max_seconds: float | None) -> int:
