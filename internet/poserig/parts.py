@@ -92,6 +92,77 @@ def fill_from(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(mask, img, filled)
 
 
+PLATE_MARGIN = 0.08  # the clean plate looks for the person's soft edge this far (torso lengths) past the mask
+PLATE_MIN_CONTRAST = 10.0  # RGB distance from the background estimate that marks a pixel as the person's edge
+PLATE_FLOOR = 0.5  # and this far below the ankles (torso lengths), for the feet's shadow or reflection
+
+
+def clean_plate(
+    image: np.ndarray, mask: np.ndarray, torso: float, ankles: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo without its person: ``(background uint8, known bool)``, ``known`` where the photo's own pixels
+    were kept.
+
+    A segmentation mask stops short of the person's soft edge (hair, anti-aliased limbs, a mask computed at a
+    lower resolution), and whatever of the person is left outside it stays on the plate: a pale copy of an arm
+    that has moved away, the old feet under the figure (issue 21). So the hole is the mask (any pixel above
+    0.05) grown by a pixel or two, then grown further, up to ``PLATE_MARGIN`` torso lengths (``PLATE_FLOOR``
+    below the ``ankles``, where a shadow or a reflection of the feet lies), through pixels whose colour stands
+    out from the background around them (more than ``PLATE_MIN_CONTRAST``, or four times the background's own
+    spread there: a textured background needs more). The hole is inpainted (OpenCV's Telea method at up to 256 px,
+    which continues edges and gradients into it) and the inpainting's low frequencies are evened out with a
+    push-pull fill, so that a large hole has no streaks.
+    """
+    size = image.shape[0]
+    hole = (mask > 0.05).astype(np.uint8)
+    hole = cv2.dilate(hole, _disk(max(1.0, size / 256)))
+    reach = max(3, int(round(PLATE_MARGIN * torso)))
+    zone = cv2.dilate(hole, _disk(reach))
+    steps = reach
+    if ankles is not None:
+        floor = max(reach, int(round(PLATE_FLOOR * torso)))
+        for x, y in np.asarray(ankles, np.float64):
+            x0, x1 = int(round(x - floor / 2)), int(round(x + floor / 2))
+            cv2.rectangle(zone, (x0, int(round(y))), (x1, int(round(y + floor))), 1, -1)
+        steps = floor
+    zone = zone.astype(bool)
+    if zone.all():
+        return np.full_like(image, 255), np.zeros(image.shape[:2], bool)
+    rgb = image.astype(np.float32)
+    # The background around the zone continued into it, smoothed like the fill is (so that a texture's own
+    # contrast, measured on the ring around the zone, is the same measure as the person's edge's inside it).
+    estimate = cv2.GaussianBlur(fill_from(rgb, ~zone), (0, 0), max(1.0, reach / 2))
+    ring = cv2.dilate(zone.astype(np.uint8), _disk(reach)).astype(bool) & ~zone
+    contrast = np.linalg.norm(rgb - estimate, axis=-1)
+    spread = float(np.median(contrast[ring])) if ring.any() else 0.0
+    stands_out = (contrast > max(PLATE_MIN_CONTRAST, 4.0 * spread)) & zone
+    for _ in range(steps):  # grow through the edge pixels connected to the hole
+        grown = cv2.dilate(hole, _disk(1.0)) & stands_out.astype(np.uint8) | hole
+        if np.array_equal(grown, hole):
+            break
+        hole = grown
+    hole = hole.astype(bool)
+    known = ~hole
+    if not known.any():
+        return np.full_like(image, 255), known
+    small_side = min(size, 256)
+    factor = small_side / size
+    small = cv2.resize(image, (small_side, small_side), interpolation=cv2.INTER_AREA)
+    small_hole = cv2.resize(hole.astype(np.uint8), (small_side, small_side), interpolation=cv2.INTER_NEAREST)
+    small_hole = cv2.dilate(small_hole, _disk(1.0))
+    painted = cv2.inpaint(small, small_hole, max(3.0, 6 * factor), cv2.INPAINT_TELEA).astype(np.float32)
+    painted = cv2.resize(painted, (size, size), interpolation=cv2.INTER_LINEAR)
+    smooth = fill_from(rgb, known)
+    detail = painted - cv2.GaussianBlur(painted, (0, 0), max(2.0, size / 64))
+    filled = np.where(hole[..., None], cv2.GaussianBlur(smooth, (0, 0), 1.0) + 0.5 * detail, rgb)
+    return np.clip(filled, 0, 255).round().astype(np.uint8), known
+
+
+def _disk(r: float) -> np.ndarray:
+    k = max(3, int(2 * round(r) + 1))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+
+
 def segment_distance(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance from points q (..., 2) to the segment a-b."""
     (ax, ay), (abx, aby) = a, b - a  # per coordinate plane: 3.7x faster than on interleaved (..., 2) arrays
@@ -394,6 +465,7 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
     scale = max(1, size // grid)
     h = -(-size // scale)
     soft = np.clip(mask.astype(np.float32), 0.0, 1.0)
+    photo_mask = soft.copy()  # before the gaps between arm and body are given back to the background
     person = soft > 0.5
     body = _body(points, person)
     labels = _labels(body, size, person, source_rgb)
@@ -436,8 +508,8 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
     seen = cv2.erode((soft > 0.9).astype(np.uint8), disk(1)).astype(bool)
     person_rgb = fill_from(source_rgb, seen & ~core["torso"])
     torso_rgb = fill_from(source_rgb, seen & core["torso"])
-    bg_known = ~cv2.dilate(person.astype(np.uint8), disk(max(2, size / 128))).astype(bool)
-    background = fill_from(source_rgb, bg_known) if bg_known.any() else np.full_like(source_rgb, 255)
+    ankles = body.ext[[JOINT["left_ankle"], JOINT["right_ankle"]]]
+    background, bg_known = clean_plate(source_rgb, photo_mask, t_px, ankles)
 
     vertex_valid_margin = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
     ys, xs = np.mgrid[0:h, 0:h]

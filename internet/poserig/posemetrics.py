@@ -60,3 +60,55 @@ def limb_angle_correlation(
     if len(x) < 3 or x.std() < 1e-6 or y.std() < 1e-6:
         return 0.0
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def centred_limb_angle_correlation(
+    driver: Sequence[Landmarks | np.ndarray | None],
+    output: Sequence[Landmarks | None],
+    min_visibility: float = 0.5,
+) -> float:
+    """Pearson correlation of per-limb angles, each centred on its own median (issue 21's quality figure).
+
+    For each of the 8 limbs and each sequence, the image-plane angle over the frames where both sequences see
+    the limb (both joints with visibility >= ``min_visibility``; exact joints, given as (13, 2) arrays, are
+    always seen) is centred on its median (circularly: around the mean direction first), then all limbs'
+    centred angles are pooled and correlated. A constant offset of a limb (a different rest pose) does not
+    count; a limb that stops following (stuck, lagging, a wrong detection on a ghost limb) does. Each output
+    value is taken modulo 2 pi nearest the driver's. 1: the limbs turn exactly like the driver's; 0 when
+    fewer than 3 values remain or either side does not move."""
+    if len(driver) != len(output):
+        raise ValueError(f"sequences differ in length: {len(driver)} vs {len(output)}")
+
+    def parts(mark) -> tuple[np.ndarray, np.ndarray] | None:
+        if mark is None:
+            return None
+        if isinstance(mark, np.ndarray):
+            return limb_angles(mark), np.ones(len(LIMBS), bool)
+        seen = np.array([min(mark.visibility[a], mark.visibility[b]) >= min_visibility for a, b in LIMBS])
+        return limb_angles(mark.points), seen
+
+    xs, ys = [], []
+    pairs = [(parts(d), parts(o)) for d, o in zip(driver, output)]
+    for k in range(len(LIMBS)):
+        d_ang, o_ang = [], []
+        for d, o in pairs:
+            if d is not None and o is not None and d[1][k] and o[1][k]:
+                d_ang.append(d[0][k])
+                o_ang.append(o[0][k])
+        if len(d_ang) < 2:
+            continue
+        x, y = _centred(np.array(d_ang)), _centred(np.array(o_ang))
+        xs.append(x)
+        ys.append(x + _wrap(y - x))
+    if not xs:
+        return 0.0
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if len(x) < 3 or x.std() < 1e-6 or y.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _centred(angles: np.ndarray) -> np.ndarray:
+    mean = np.angle(np.exp(1j * angles).mean())
+    spread = _wrap(angles - mean)
+    return _wrap(spread - np.median(spread))
