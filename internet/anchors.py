@@ -18,12 +18,12 @@ from internet.layers import UNet, downsample
 class AnchorDetector(nn.Module):
     """Frame (B, 3, S, S) in [0, 1] -> ``Anchors`` with K points and Jacobians."""
 
-    def __init__(self, config: AnchorConfig, motion_size: int) -> None:
+    def __init__(self, config: AnchorConfig, motion_size: int, norm_kind: str = "group") -> None:
         super().__init__()
         self.config = config
         self.motion_size = motion_size
         k = config.num_anchors
-        self.unet = UNet(3, config.block_expansion, config.num_blocks, config.max_features)
+        self.unet = UNet(3, config.block_expansion, config.num_blocks, config.max_features, norm_kind)
         self.heatmap = nn.Conv2d(self.unet.out_channels, k, kernel_size=7, padding=3)
         self.jacobian = None
         if config.estimate_jacobian:

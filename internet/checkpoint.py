@@ -96,6 +96,7 @@ def read_config(path: Path) -> ModelConfig:
         raise CheckpointError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object")
+    data.setdefault("norm", "group")  # written before ModelConfig.norm existed: every block was GroupNorm
     try:
         return from_dict(ModelConfig, data, str(path))
     except ConfigError as exc:

@@ -78,6 +78,9 @@ class ModelConfig:
 
     name: str = "internet-512"
     image_size: int = 512
+    # Normalisation of every Stage I / Stage II block: "batch" (FOMM's BatchNorm, SyncBatchNorm under DDP) or
+    # "group" (GroupNorm, per image; the default before this field existed, see internet.checkpoint).
+    norm: typing.Literal["batch", "group"] = "batch"
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)

@@ -216,7 +216,7 @@ class SubPixelUpBlock(UpBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = _conv_transpose2d(x, self.transposed_weight, self.conv[0].bias, self)
-        for layer in list(self.conv)[1:]:  # GroupNorm, ReLU
+        for layer in list(self.conv)[1:]:  # norm, ReLU
             out = layer(out)
         return out
 
@@ -409,8 +409,8 @@ def merge_motion_heads(model: torch.nn.Module, outputs: int = 16) -> int:
 
 
 def inplace_activations(model: torch.nn.Module) -> int:
-    """Make every ReLU that directly follows a GroupNorm in an ``nn.Sequential`` work in place (the residual
-    blocks' pre-activations): the norm's output is a fresh tensor nobody else reads, so this saves an
+    """Make every ReLU that directly follows a GroupNorm or BatchNorm in an ``nn.Sequential`` work in place (the
+    residual blocks' pre-activations): the norm's output is a fresh tensor nobody else reads, so this saves an
     allocation and a pass over memory per ReLU (bit-identical). Returns how many were changed."""
     count = 0
     for module in model.modules():
@@ -418,7 +418,8 @@ def inplace_activations(model: torch.nn.Module) -> int:
             continue
         layers = list(module)
         for before, layer in zip(layers, layers[1:]):
-            if type(layer) is torch.nn.ReLU and not layer.inplace and isinstance(before, torch.nn.GroupNorm):
+            norms = (torch.nn.GroupNorm, torch.nn.BatchNorm2d)
+            if type(layer) is torch.nn.ReLU and not layer.inplace and isinstance(before, norms):
                 layer.__class__ = InplaceReLU
                 layer.inplace = True
                 count += 1

@@ -49,13 +49,13 @@ class Encoder(nn.Module):
 
     With ``with_image`` the full-resolution features are [source RGB, stem features] (3 + c_full channels)."""
 
-    def __init__(self, channels: tuple[int, int, int], with_image: bool = False) -> None:
+    def __init__(self, channels: tuple[int, int, int], with_image: bool = False, norm_kind: str = "group") -> None:
         super().__init__()
         c_full, c_half, c_quarter = channels
         self.with_image = with_image
-        self.stem = ConvBlock(3, c_full, kernel=7)
-        self.down_half = DownBlock(c_full, c_half)
-        self.down_quarter = DownBlock(c_half, c_quarter)
+        self.stem = ConvBlock(3, c_full, kernel=7, norm_kind=norm_kind)
+        self.down_half = DownBlock(c_full, c_half, norm_kind)
+        self.down_quarter = DownBlock(c_half, c_quarter, norm_kind)
 
     def forward(self, source: torch.Tensor) -> SourceFeatures:
         full = self.stem(source)
@@ -68,9 +68,10 @@ class Encoder(nn.Module):
 class Fusion(nn.Module):
     """Upsampled decoder features (+ a deformed skip when given) -> conv + residual refinement."""
 
-    def __init__(self, cin: int, cout: int, refine_blocks: int) -> None:
+    def __init__(self, cin: int, cout: int, refine_blocks: int, norm_kind: str = "group") -> None:
         super().__init__()
-        self.body = nn.Sequential(ConvBlock(cin, cout), *[ResBlock(cout) for _ in range(refine_blocks)])
+        blocks = [ResBlock(cout, norm_kind) for _ in range(refine_blocks)]
+        self.body = nn.Sequential(ConvBlock(cin, cout, norm_kind=norm_kind), *blocks)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         return self.body(x if skip is None else torch.cat([x, skip], dim=1))
@@ -79,27 +80,28 @@ class Fusion(nn.Module):
 class Generator(nn.Module):
     """Decoder of Stage II: (source features, flow/confidence pyramids) -> frame in [0, 1]."""
 
-    def __init__(self, config: GeneratorConfig) -> None:
+    def __init__(self, config: GeneratorConfig, norm_kind: str = "group") -> None:
         super().__init__()
         self.config = config
+        nk = norm_kind
         c_full, c_half, c_quarter = config.channels
         cb = config.bottleneck_channels
         multiscale = config.skip_mode == "multiscale"
         self.multiscale = multiscale
-        self.encoder = Encoder(config.channels, with_image=config.skip_image)
+        self.encoder = Encoder(config.channels, with_image=config.skip_image, norm_kind=nk)
         c_skip_full = c_full + (3 if config.skip_image else 0)
         # Stage 1 (S/4): deformed phi_0 -> bottleneck at S/8 -> back to S/4, fused with the skip.
         self.bottleneck = nn.Sequential(
-            DownBlock(c_quarter, cb),
-            *[ResBlock(cb) for _ in range(config.num_bottleneck_blocks)],
-            UpBlock(cb, c_quarter),
+            DownBlock(c_quarter, cb, nk),
+            *[ResBlock(cb, nk) for _ in range(config.num_bottleneck_blocks)],
+            UpBlock(cb, c_quarter, nk),
         )
-        self.stage1 = Fusion(2 * c_quarter, c_quarter, config.num_refine_blocks)
+        self.stage1 = Fusion(2 * c_quarter, c_quarter, config.num_refine_blocks, nk)
         # Stage 2 (S/2) and stage 3 (S): upsample, fuse the deformed skip of that scale (MS only).
-        self.up_half = UpBlock(c_quarter, c_half)
-        self.stage2 = Fusion(c_half * (2 if multiscale else 1), c_half, config.num_refine_blocks)
-        self.up_full = UpBlock(c_half, c_full)
-        self.stage3 = Fusion(c_full + (c_skip_full if multiscale else 0), c_full, config.num_refine_blocks)
+        self.up_half = UpBlock(c_quarter, c_half, nk)
+        self.stage2 = Fusion(c_half * (2 if multiscale else 1), c_half, config.num_refine_blocks, nk)
+        self.up_full = UpBlock(c_half, c_full, nk)
+        self.stage3 = Fusion(c_full + (c_skip_full if multiscale else 0), c_full, config.num_refine_blocks, nk)
         self.to_rgb = nn.Conv2d(c_full, 3, kernel_size=7, padding=3)
         self.residual_output = config.skip_image
         if self.residual_output:  # starts as O = M^2 * F^2(S) exactly

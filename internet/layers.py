@@ -1,7 +1,10 @@
 """Small building blocks shared by the Stage I and Stage II networks.
 
-GroupNorm is used instead of BatchNorm so that a model behaves the same at batch 1 (inference), in small
-CPU batches and across DDP ranks, without synchronised statistics.
+Every block takes the normalisation by name (``ModelConfig.norm``). ``batch`` is FOMM's choice, which INTERNet
+builds on: BatchNorm with affine parameters (SyncBatchNorm under DDP, ``training.distributed.wrap``), running
+statistics at inference. ``group`` (GroupNorm with up to 8 groups) normalises each image on its own; on the
+narrow layers of the reduced presets that is one or two maps per group, which removes each image's absolute
+colour from the features (docs/reproduction.md measures what that costs).
 """
 
 from __future__ import annotations
@@ -10,30 +13,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+NORMS = ("batch", "group")
 
-def norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 8 groups that divide ``channels``."""
-    groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels, affine=True)
+
+def norm(channels: int, kind: str = "group") -> nn.Module:
+    """``batch``: BatchNorm2d (affine, running statistics); ``group``: GroupNorm with up to 8 groups that divide
+    ``channels``."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=True)
+    if kind == "group":
+        groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels, affine=True)
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
 class ConvBlock(nn.Sequential):
-    """conv -> GroupNorm -> ReLU."""
+    """conv -> norm -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
-        super().__init__(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), norm(cout), nn.ReLU(True))
+    def __init__(self, cin: int, cout: int, kernel: int = 3, norm_kind: str = "group") -> None:
+        conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
+        super().__init__(conv, norm(cout, norm_kind), nn.ReLU(True))
 
 
 class ResBlock(nn.Module):
     """Pre-activation residual block (pix2pixHD / FOMM style) keeping the channel count."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm_kind: str = "group") -> None:
         super().__init__()
         self.body = nn.Sequential(
-            norm(channels),
+            norm(channels, norm_kind),
             nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
-            norm(channels),
+            norm(channels, norm_kind),
             nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
@@ -45,16 +56,16 @@ class ResBlock(nn.Module):
 class DownBlock(nn.Sequential):
     """ConvBlock then 2x average pooling."""
 
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(ConvBlock(cin, cout), nn.AvgPool2d(2))
+    def __init__(self, cin: int, cout: int, norm_kind: str = "group") -> None:
+        super().__init__(ConvBlock(cin, cout, norm_kind=norm_kind), nn.AvgPool2d(2))
 
 
 class UpBlock(nn.Module):
     """2x nearest upsampling then ConvBlock."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, norm_kind: str = "group") -> None:
         super().__init__()
-        self.conv = ConvBlock(cin, cout)
+        self.conv = ConvBlock(cin, cout, norm_kind=norm_kind)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -67,15 +78,17 @@ class UNet(nn.Module):
     with the input, as in FOMM's hourglass.
     """
 
-    def __init__(self, cin: int, block_expansion: int, num_blocks: int, max_features: int) -> None:
+    def __init__(
+        self, cin: int, block_expansion: int, num_blocks: int, max_features: int, norm_kind: str = "group"
+    ) -> None:
         super().__init__()
         chans = [cin] + [min(max_features, block_expansion * 2 ** (i + 1)) for i in range(num_blocks)]
-        self.down = nn.ModuleList(DownBlock(chans[i], chans[i + 1]) for i in range(num_blocks))
+        self.down = nn.ModuleList(DownBlock(chans[i], chans[i + 1], norm_kind) for i in range(num_blocks))
         ups = []
         for i in reversed(range(num_blocks)):
             cin_up = chans[i + 1] * (1 if i == num_blocks - 1 else 2)
             cout_up = chans[i] if i > 0 else block_expansion
-            ups.append(UpBlock(cin_up, cout_up))
+            ups.append(UpBlock(cin_up, cout_up, norm_kind))
         self.up = nn.ModuleList(ups)
         self.out_channels = cin + block_expansion
 

@@ -53,9 +53,9 @@ class INTERNet(nn.Module):
         super().__init__()
         self.config = config
         k = config.anchors.num_anchors
-        self.detector = AnchorDetector(config.anchors, config.motion_size)
-        self.dense_motion = DenseMotion(config.motion, k, config.motion_size, levels=3)
-        self.generator = Generator(config.generator)
+        self.detector = AnchorDetector(config.anchors, config.motion_size, config.norm)
+        self.dense_motion = DenseMotion(config.motion, k, config.motion_size, levels=3, norm_kind=config.norm)
+        self.generator = Generator(config.generator, config.norm)
 
     # ------------------------------------------------------------------ inference building blocks
     def detect(self, frames: torch.Tensor) -> Anchors:

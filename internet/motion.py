@@ -31,14 +31,16 @@ class MotionOutput:
 class DenseMotion(nn.Module):
     """(source, anchors) -> ``MotionOutput`` with ``levels`` pyramid levels."""
 
-    def __init__(self, config: MotionConfig, num_anchors: int, motion_size: int, levels: int = 3) -> None:
+    def __init__(
+        self, config: MotionConfig, num_anchors: int, motion_size: int, levels: int = 3, norm_kind: str = "group"
+    ) -> None:
         super().__init__()
         self.config = config
         self.motion_size = motion_size
         self.levels = levels
         k1 = num_anchors + 1
         # Input: the source warped by each T_i (3 channels each) and the heatmap differences (1 each).
-        self.unet = UNet(k1 * 4, config.block_expansion, config.num_blocks, config.max_features)
+        self.unet = UNet(k1 * 4, config.block_expansion, config.num_blocks, config.max_features, norm_kind)
         self.weights = nn.Conv2d(self.unet.out_channels, k1, kernel_size=7, padding=3)
         self.confidence = nn.Conv2d(self.unet.out_channels, 1, kernel_size=7, padding=3)
 

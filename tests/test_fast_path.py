@@ -13,10 +13,20 @@ from internet.model import INTERNet
 def _model(preset: str, seed: int = 0) -> INTERNet:
     torch.manual_seed(seed)
     model = INTERNet(load_config(preset)).eval()
-    # Random but non-trivial Jacobian heads, so the local affine transforms are not all identities.
+    # Random but non-trivial Jacobian heads, so the local affine transforms are not all identities, and
+    # BatchNorm statistics of real activations, as a trained model has them (not the identity of a new one).
     with torch.no_grad():
         model.detector.jacobian.weight.normal_(0, 0.01)
-    return model
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # a cumulative average over the passes below
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+        size = model.config.image_size
+        model.train()
+        for i in range(2):
+            model(_frames(1, size, 100 + i).expand(2, -1, -1, -1), _frames(2, size, 200 + i))
+    return model.eval()
 
 
 def _frames(n: int, size: int, seed: int) -> torch.Tensor:
@@ -77,14 +87,16 @@ def test_a_different_model_does_not_agree() -> None:
 
 
 def test_bf16_stays_close() -> None:
-    """bf16 autocast is an option, not the default: its error is reported, and bounded loosely here."""
+    """bf16 autocast is an option, not the default: its error is reported, and bounded loosely here (an
+    untrained BatchNorm model keeps bf16's rounding through every layer: a few pixels differ by up to ~0.3)."""
     model = _model("tiny")
     size = model.config.image_size
     source, driving = _frames(1, size, 7), _frames(2, size, 8)
     fast = FastINTERNet(model, FastOptions(bf16=True))
     predicted = fast.render(fast.prepare_source(source), driving)
     assert predicted.dtype == torch.float32
-    assert compare(predicted, fast.reference(source, driving)).max_abs_diff < 0.2
+    agreement = compare(predicted, fast.reference(source, driving))
+    assert agreement.max_abs_diff < 0.4 and agreement.psnr_db > 22.0
 
 
 def test_the_pipelines_channels_last_model_source_matches_the_eager_model() -> None:

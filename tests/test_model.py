@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from internet import PRESETS, CheckpointError, ConfigError, INTERNet, load_config
 from internet.config import parse_overrides
 from internet.discriminator import MultiScaleDiscriminator
 from internet.generator import deformable_skip
 from internet.geometry import Anchors, identity_grid
+from internet.layers import ConvBlock
 
 torch.set_num_threads(2)
 
@@ -257,3 +259,41 @@ def test_skip_image_carries_the_warped_source_colour_into_the_finest_fusion(tmp_
     assert INTERNet.from_pretrained(tmp_path / "ckpt").config.generator.skip_image
     with pytest.raises(ConfigError, match="skip_image"):
         load_config("tiny", ["generator.skip_image=true", "generator.skip_mode=ss4x"])
+
+
+def test_norm_option_builds_batchnorm_or_groupnorm_in_every_stage():
+    """ModelConfig.norm picks the normalisation of every Stage I / Stage II block (FOMM uses BatchNorm)."""
+    for kind, cls, other in (("batch", nn.BatchNorm2d, nn.GroupNorm), ("group", nn.GroupNorm, nn.BatchNorm2d)):
+        model = INTERNet(load_config("tiny", [f"norm={kind}"]))
+        for part in (model.detector, model.dense_motion, model.generator):
+            kinds = {type(m) for m in part.modules()}
+            assert cls in kinds and other not in kinds
+
+
+def test_batchnorm_statistics_keep_each_images_colour_where_groupnorm_removes_it():
+    """The diagnosis of docs/reproduction.md in one check: per-image normalisation of a narrow layer maps two
+    images, one dark and one four times as bright, to the same features; batch statistics (at inference: the
+    running ones) keep them apart."""
+    torch.manual_seed(0)
+    dark = 0.05 + 0.2 * torch.rand(3, 32, 32)
+    images = torch.stack([dark, 4 * dark])
+    diffs = {}
+    for kind in ("group", "batch"):
+        torch.manual_seed(1)
+        block = ConvBlock(3, 8, norm_kind=kind)
+        block(images)  # one training-mode pass fills BatchNorm's running statistics
+        out = block.eval()(images)
+        diffs[kind] = float((out[0] - out[1]).abs().mean().detach())
+    assert diffs["group"] < 0.01 < 0.1 < diffs["batch"]  # group: only its eps tells them apart
+
+
+def test_checkpoint_written_before_the_norm_field_loads_as_groupnorm(tmp_path):
+    model = INTERNet(load_config("tiny", ["norm=group"])).eval()
+    folder = model.save_pretrained(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["norm"]
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = INTERNet.from_pretrained(folder)
+    assert loaded.config.norm == "group"
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(loaded(x, x).prediction, model(x, x).prediction)

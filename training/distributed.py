@@ -68,6 +68,20 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def average_buffers(module: nn.Module) -> None:
+    """Make the floating buffers (BatchNorm running statistics) the mean over ranks, in place.
+
+    Under DDP with ``broadcast_buffers=False`` each rank's BatchNorm keeps statistics of its own part of the
+    batch; averaging them after every step keeps the ranks' models identical (and their statistics those of
+    the global batch, as SyncBatchNorm's would be). Integer buffers (``num_batches_tracked``) agree anyway."""
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer.data, op=dist.ReduceOp.SUM)
+            buffer.data /= dist.get_world_size()
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """The ``obj`` of every rank, in rank order (JSON-able data only is sent here: RNG states)."""
     if not is_distributed():
@@ -78,9 +92,15 @@ def all_gather_objects(obj: Any) -> list[Any]:
 
 
 def wrap(module: nn.Module, context: Context) -> nn.Module:
-    """DistributedDataParallel when running on several ranks, else the module itself."""
+    """DistributedDataParallel when running on several ranks, else the module itself.
+
+    On CUDA ranks BatchNorm layers become SyncBatchNorm first (in place: the parameters, the optimizer's
+    references and the state-dict keys stay the same), so batch statistics span the global batch as in FOMM.
+    SyncBatchNorm has no CPU kernel: CPU ranks (gloo, the tests) keep per-rank statistics."""
     if context.world_size == 1:
         return module
+    if context.device.type == "cuda":
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     ids = [context.device.index] if context.device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 

@@ -164,6 +164,17 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.copy_(b)
 
 
+def _buffers(module: nn.Module) -> list[torch.Tensor]:
+    """Copies of a module's buffers (BatchNorm running statistics), to undo a skipped step's forward passes."""
+    return [b.detach().clone() for b in module.buffers()]
+
+
+def _restore_buffers(module: nn.Module, saved: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for buffer, value in zip(module.buffers(), saved):
+            buffer.copy_(value)
+
+
 def _optimizer_step(
     loss: torch.Tensor,
     module: nn.Module,
@@ -301,6 +312,8 @@ def training_loop(
             rng = torch.Generator().manual_seed(derive_seed(t.seed, progress.step, ctx.rank))
 
             # Generator step (the discriminator is frozen and used unwrapped: it gets no gradients here).
+            # BatchNorm statistics change in the forward passes; a skipped step puts them back.
+            saved_buffers = _buffers(generator), _buffers(discriminator)
             discriminator.requires_grad_(False)
             with autocast:
                 g_step = objective.generator_step(g_train, generator.detect, discriminator, batch, rng)
@@ -323,6 +336,10 @@ def training_loop(
 
             progress.step += 1
             progress.batch_in_epoch += 1
+            if not (g_ok and d_ok):
+                _restore_buffers(generator, saved_buffers[0])
+                _restore_buffers(discriminator, saved_buffers[1])
+            distributed.average_buffers(generator)
             if g_ok and d_ok:
                 progress.bad_steps = 0
                 if ema is not None:
