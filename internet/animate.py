@@ -1,7 +1,8 @@
 """Command line: animate a photo with a driving video.
 
     python -m internet.animate SOURCE DRIVING -o OUT.mp4 [--motion pose-rig|model] [--checkpoint DIR]
-        [--size 256|512] [--relative|--absolute] [--best-frame] [--fps F] [--max-seconds S]
+        [--size 256|512] [--relative|--absolute] [--reference auto|best|first] [--best-frame] [--fps F]
+        [--max-seconds S]
         [--background keep|white|green] [--side-by-side PATH] [--overlays PATH] [--anchors-json PATH]
         [--preview] [--center-crop]
 
@@ -47,8 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode.add_argument("--absolute", dest="relative", action="store_false", help="absolute motion")
     parser.add_argument(
-        "--best-frame", action="store_true", help="reference = the driving frame whose pose is closest to the photo's"
+        "--reference",
+        choices=("auto", "best", "first"),
+        default="auto",
+        help="relative motion's reference: auto (default: the driving frame closest to the photo's pose, each "
+        "bone's offset from it kept only where small), best (that frame, plain relative), first (the first frame)",
     )
+    parser.add_argument("--best-frame", action="store_true", help="same as --reference best")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the driving video's)")
     parser.add_argument(
         "--max-seconds",
@@ -127,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             max_seconds = PREVIEW_SECONDS if max_seconds is None else min(max_seconds, PREVIEW_SECONDS)
         options = AnimateOptions(
             motion=args.motion, size=PREVIEW_SIZE if args.preview else args.size, relative=args.relative,
-            best_frame=args.best_frame, fps=args.fps, max_seconds=max_seconds, background=args.background,
-            centre_crop=args.center_crop,
+            best_frame=args.best_frame, reference=args.reference, fps=args.fps, max_seconds=max_seconds,
+            background=args.background, centre_crop=args.center_crop,
         )  # fmt: skip
         checkpoint = (args.checkpoint or "default") if args.motion == "model" else None
         animator = Animator.from_pretrained(checkpoint, device=args.device)

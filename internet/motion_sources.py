@@ -14,6 +14,7 @@ import numpy as np
 
 from internet.frames import FrameMotion
 from internet.poserig import Landmarks, PoseRig, RigOptions
+from internet.poserig.retarget import Mode
 
 Background = Literal["keep", "white", "green"]
 
@@ -38,11 +39,12 @@ class PoseRigSource:
         self,
         source: np.ndarray,
         source_landmarks: Landmarks,
-        relative: bool,
+        relative: bool | Mode,
         fps: float,
         background: Background = "keep",
     ) -> None:
-        options = RigOptions(mode="relative" if relative else "absolute", fps=fps)
+        mode = relative if isinstance(relative, str) else "relative" if relative else "absolute"
+        options = RigOptions(mode=mode, fps=fps)
         self.rig = PoseRig(source, source_landmarks, options)
         self.size = source.shape[0]
         self.background = background

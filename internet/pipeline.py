@@ -47,6 +47,7 @@ from internet.poserig import Landmarks
 from internet.temporal import WarpErrorMeter, meter_resolution
 
 Motion = Literal["pose-rig", "model"]
+Reference = Literal["auto", "best", "first"]
 ANALYSIS_SIDE = 640  # long side of the frames MediaPipe sees (it works at 256 internally)
 ANALYSIS_SEGMENTS = 2  # with Animator.parallel, pass 1 runs this many trackers side by side
 # The side-by-side and overlay videos are for looking at, not for keeping: x264 ultrafast takes 0.55x superfast's CPU
@@ -74,7 +75,11 @@ class AnimateOptions:
     motion: Motion = "pose-rig"
     size: int = 512
     relative: bool = True  # FOMM-style relative motion (False: absolute)
-    best_frame: bool = False  # reference = the driving frame whose pose is closest to the source's
+    best_frame: bool = False  # same as reference="best"
+    # The relative-motion reference. "auto": the driving frame whose pose is closest to the photo's, and (pose
+    # rig) each bone's offset from it kept only where it is small, absolute directions where it is large
+    # (internet.poserig.retarget.AUTO_KEEP); "best": that frame, plain relative motion; "first": the first frame.
+    reference: Reference = "auto"
     fps: float | None = None  # output frame rate (default: the driving video's)
     max_seconds: float | None = 60.0  # longer driving videos are truncated, with a warning
     background: Background = "keep"
@@ -92,6 +97,15 @@ class AnimateOptions:
             raise InputError("--max-seconds must be positive")
         if self.background not in ("keep", "white", "green"):
             raise InputError(f"Unknown background {self.background!r}: use keep, white or green")
+        if self.reference not in ("auto", "best", "first"):
+            raise InputError(f"Unknown reference {self.reference!r}: use auto, best or first")
+        if self.best_frame:
+            self.reference = "best"
+
+    @property
+    def wants_best_frame(self) -> bool:
+        """Whether pass 1 looks for the driving frame closest to the photo's pose."""
+        return self.relative and self.reference in ("auto", "best")
 
 
 @dataclass
@@ -249,7 +263,7 @@ class _AnalysisJob:
                     segment.points.append(None if marks is None else marks.points)
                     segment.visibility.append(None if marks is None else marks.visibility)
                     segment.boxes.append(box)
-                    if marks is not None and options.best_frame and self.source_marks is not None:
+                    if marks is not None and options.wants_best_frame and self.source_marks is not None:
                         distance = pose_distance(self.source_marks.landmarks, marks)
                         if distance < segment.best[0]:
                             segment.best = (distance, index, frame.copy())
@@ -348,7 +362,9 @@ class Animator:
         if options.motion == "model" and options.background != "keep":
             warnings.append("--background applies to the pose rig only; the model keeps the source background")
 
-        need_people = options.motion == "pose-rig" or not options.centre_crop or options.best_frame
+        # (--reference auto with --motion model --center-crop looks for no person: the first frame is the reference)
+        explicit_best = options.wants_best_frame and options.reference == "best"
+        need_people = options.motion == "pose-rig" or not options.centre_crop or explicit_best
         t0 = time.perf_counter()
         if known_pose is not None:
             source_marks = _SourceMarks(known_pose.source, 1.0)
@@ -377,15 +393,16 @@ class Animator:
             )
         if track.framing is not None and track.framing.found < track.count:
             warnings.append(f"No person found in {track.count - track.framing.found} of {track.count} driving frames")
-        if options.best_frame and track.framing is None:
+        if explicit_best and track.framing is None:
             warnings.append("--best-frame needs a person in the video; using the first frame")
 
         crop = centre_crop(info.width, info.height) if options.centre_crop or track.framing is None else (
             track.framing.crop)  # fmt: skip
         framed_source, source_landmarks = _frame_source(source_rgb, source_marks, track.framing, options, size)
         motion = self._motion_source(framed_source, source_landmarks, options, fps)
-        reference = track.best_index if options.best_frame and track.best_frame is not None else 0
-        if options.best_frame and track.best_frame is not None:
+        best = options.wants_best_frame and track.best_frame is not None
+        reference = track.best_index if best else 0
+        if best:
             analysis_crop = crop.scaled(1.0 / track.scale)
             motion.set_reference(
                 analysis_crop.apply(track.best_frame, size), _landmarks_at(track, reference, crop, size)
@@ -433,7 +450,8 @@ class Animator:
             from internet.model_source import ModelSource  # torch: imported only when the model renders
 
             return ModelSource(self.model, source, options.relative)
-        return PoseRigSource(source, landmarks, options.relative, fps, options.background)
+        mode = "absolute" if not options.relative else "auto" if options.reference == "auto" else "relative"
+        return PoseRigSource(source, landmarks, mode, fps, options.background)
 
     def _analyse(
         self, info, fps, options, source_marks, need_people, known_pose, times, report, check_cancel, spool_side=None
@@ -551,6 +569,7 @@ class Animator:
                 writers.append(panel)
             if outputs.anchors_json is not None:
                 meta = {"fps": fps, "size": size, "motion": options.motion, "relative": options.relative,
+                        "reference": options.reference if options.relative else None,
                         "reference_index": result.reference_index, "frames": track.count,
                         "coordinates": "[-1, 1], x then y, align_corners=True"}  # fmt: skip
                 anchors = stack.enter_context(AnchorsJsonWriter(outputs.anchors_json, meta))

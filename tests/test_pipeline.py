@@ -104,10 +104,13 @@ def test_best_frame_and_truncation(clip):
     options = AnimateOptions(size=64, centre_crop=True, best_frame=True)
     result = animator.animate(clip["frames"][7], clip["video"], options, known_pose=known)
     assert result.reference_index == 7 and result.frame_count == FRAMES and not result.warnings
-    short = AnimateOptions(size=64, centre_crop=True, max_seconds=0.6)
+    short = AnimateOptions(size=64, centre_crop=True, max_seconds=0.6, reference="first")
     result = animator.animate(clip["frames"][7], clip["video"], short, known_pose=known)
     assert result.frame_count == 6 and any("0.6 s" in w for w in result.warnings)
     assert result.reference_index == 0
+    default = animator.animate(clip["frames"][7], clip["video"], AnimateOptions(size=64, centre_crop=True,
+                               max_seconds=0.6), known_pose=known)  # fmt: skip
+    assert default.reference_index == 5  # the default reference: the frame closest to the photo's, in the cut
 
 
 @pytest.fixture(scope="module")

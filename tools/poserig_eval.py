@@ -1,17 +1,29 @@
-"""Limb-angle correlation of the pose rig on the shared real photo + dance clip (issue 7's quality figure).
+"""The pose rig's quality figure measured as a user runs it (issue 21), and pass 1's tracking error.
 
-Renders the shared photo driven by the first seconds of the shared clip (centre-square crops around the
-person, resized), re-detects the pose on the output with MediaPipe and prints the limb-angle correlation
-with the driver for: the driving clip itself (resized), a frozen photo, and the rig. Also times the rig's
-rendering at other sizes and writes contact sheets (driving over output, and a zoom) to look at the seams.
-The media's terms forbid redistribution: the sheets go to /tmp, never into the repository.
+For each driving clip, each ``--max-seconds`` and each option set, this runs the CLI exactly as a user would
+(``python -m internet.animate PHOTO CLIP -o out.mp4 --max-seconds S [options]``, 512² by default), re-detects
+the pose on the output with MediaPipe (a fresh tracker) and correlates each limb's angle with the driver's
+(:func:`~internet.poserig.posemetrics.centred_limb_angle_correlation`: 8 limbs, angles centred on their
+median, the first ``--frames`` frames). The driver's angles come from MediaPipe on the original frames, and,
+for SynthRunway drivers, from their exact joints as well. The driving clip itself (resized to the output's
+size) is scored the same way: the figure's ceiling.
 
-    python tools/poserig_eval.py [--media ../shared/media] [--seconds 4] [--size 256] [--out /tmp/poserig]
+SynthRunway drivers also give the error of pass 1 (MediaPipe in the pipeline, two trackers side by side or
+one) against their exact joints, frame by frame: mean joint distance in torso lengths.
+
+Contact sheets (driver over output, 8 frames) go to ``--out``; the media's terms forbid redistribution, so
+keep that folder out of the repository (the default is under /tmp).
+
+    python tools/poserig_eval.py [--media ../shared/media] [--seconds 3 4.5 9.4] [--frames 72]
+        [--variants default absolute best-frame first-frame] [--synthrunway runs/i21/sr] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,78 +33,175 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from internet.poserig import MediaPipeProvider, PoseRig, RigOptions  # noqa: E402
-from internet.poserig.evaluate import evaluate_rig, read_frames, square_crop  # noqa: E402
+from internet.framing import person_box, square_around  # noqa: E402
+from internet.media import VideoReader, probe_video  # noqa: E402
+from internet.pipeline import AnimateOptions, Animator  # noqa: E402
+from internet.poserig.evaluate import detect_sequence  # noqa: E402
+from internet.poserig.posemetrics import centred_limb_angle_correlation  # noqa: E402
+from internet.poserig.retarget import torso_length  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 PHOTO = "photo_ubc_frame_silver_dress.jpg"
 CLIP = "drive_dance_indoor_yellow_top.mp4"
+VARIANTS = {  # the CLI options of each named variant
+    "default": [],
+    "absolute": ["--absolute"],
+    "best-frame": ["--best-frame"],
+    "first-frame": ["--reference", "first"],
+}
 
 
-def time_render(photo: np.ndarray, driving: list[np.ndarray], size: int, fps: float) -> tuple[float, float]:
-    """(source setup ms, render ms/frame) of the rig at ``size`` px, driven by MediaPipe landmarks."""
-    frames = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in driving]
-    with MediaPipeProvider(static_image_mode=True) as provider:
-        source = cv2.resize(square_crop(photo), (size, size), interpolation=cv2.INTER_AREA)
-        source_marks = provider.detect(source)
-    with MediaPipeProvider(static_image_mode=False) as provider:
-        marks = [provider.detect(f) for f in frames]
+def read_video(path: Path, max_seconds: float | None = None, size: int | None = None) -> tuple[list, float]:
+    info = probe_video(path)
+    frames = []
+    with VideoReader(info, max_seconds=max_seconds) as reader:
+        for frame in reader:
+            frames.append(frame if size is None else _square(frame, size))
+    return frames, info.fps
+
+
+def _square(frame: np.ndarray, size: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    padded = cv2.copyMakeBorder(frame, top, side - h - top, left, side - w - left, cv2.BORDER_REPLICATE)
+    return cv2.resize(padded, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def score(driver_marks: list, output_marks: list) -> dict:
+    """``corr``: all 8 limbs in every frame, whatever MediaPipe's visibility (a limb hidden or smeared in the
+    output counts against it); ``corr_visible``: only limbs seen (visibility >= 0.5) in both."""
+    n = len(output_marks)
+    return {
+        "corr": centred_limb_angle_correlation(driver_marks[:n], output_marks, min_visibility=0.0),
+        "corr_visible": centred_limb_angle_correlation(driver_marks[:n], output_marks, min_visibility=0.5),
+    }
+
+
+def person_square(frame: np.ndarray, marks, size: int) -> np.ndarray:
+    """The driving frame cropped to a square around its person (as the pipeline frames it), resized."""
+    if marks is None:
+        return _square(frame, size)
+    box = person_box(marks.points, marks.visibility, marks.mask)
+    if box is None:
+        return _square(frame, size)
+    side = max(box.width, box.height) * 1.2
+    return square_around(*box.centre, side).apply(frame, size)
+
+
+def run_cli(photo: Path, clip: Path, out: Path, seconds: float, extra: list[str], size: int) -> tuple[float, str]:
+    cmd = [sys.executable, "-m", "internet.animate", str(photo), str(clip), "-o", str(out),
+           "--max-seconds", f"{seconds:g}", *extra]  # fmt: skip
+    if size != 512:
+        cmd += ["--size", str(size)]
     t0 = time.perf_counter()
-    rig = PoseRig(source, source_marks, RigOptions(fps=fps))
-    setup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for m in marks:
-        rig.render(m, "keep")
-    return 1000 * setup, 1000 * (time.perf_counter() - t0) / len(marks)
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {run.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - t0, run.stdout.strip().splitlines()[-1]
 
 
-def save_sheet(rows: list[list[np.ndarray]], path: Path) -> None:
+def save_sheet(driver: list[np.ndarray], output: list[np.ndarray], path: Path, tile: int = 192) -> None:
+    picks = np.linspace(0, min(len(driver), len(output)) - 1, 8).round().astype(int)
+    rows = [[cv2.resize(seq[i], (tile, tile), interpolation=cv2.INTER_AREA) for i in picks] for seq in (driver, output)]
     sheet = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def score_clip(name, photo, clip, exact, args, table) -> None:
+    """CLI runs on one driving clip: every --seconds and variant; rows appended to ``table``."""
+    driver, fps = read_video(clip)
+    driver_marks = detect_sequence(driver)
+    resized = detect_sequence([person_square(f, m, args.size) for f, m in zip(driver[: args.frames], driver_marks)])
+    ceiling = score(driver_marks, resized)
+    print(f"{name}: {len(driver)} frames at {fps:g} fps; the driver itself, cropped to its person and resized: "
+          f"corr {ceiling['corr']:.3f} (visible limbs {ceiling['corr_visible']:.3f})", flush=True)  # fmt: skip
+    table.append({"clip": name, "variant": "driver (resized)", "seconds": None, **ceiling})
+    for seconds in args.seconds:
+        for variant in args.variants:
+            out = args.out / f"{name}-{variant}-{seconds:g}s.mp4"
+            wall, message = run_cli(photo, clip, out, seconds, VARIANTS[variant], args.size)
+            output, _ = read_video(out)
+            n = min(args.frames, len(output))
+            marks = detect_sequence(output[:n])
+            row = {"clip": name, "variant": variant, "seconds": seconds, "frames": len(output), "scored": n,
+                   **score(driver_marks, marks), "wall_s": round(wall, 1), "message": message}  # fmt: skip
+            if exact is not None:
+                row["corr_exact"] = centred_limb_angle_correlation(list(exact[:n]), marks, min_visibility=0.0)
+            table.append(row)
+            save_sheet(driver[:n], output[:n], args.out / f"{name}-{variant}-{seconds:g}s.png")
+            extra = f"  vs exact joints {row['corr_exact']:.3f}" if exact is not None else ""
+            print(f"  --max-seconds {seconds:<4g} {variant:<12} corr {row['corr']:.3f} (visible limbs "
+                  f"{row['corr_visible']:.3f}){extra}  ({len(output)} frames, {wall:.1f} s)", flush=True)  # fmt: skip
+
+
+def tracking_error(photo: Path, clip: Path, exact: np.ndarray, seconds: float) -> dict:
+    """Pass 1's joints against the exact ones, per frame (mean joint distance / torso length), with the
+    two-tracker path on and off."""
+    out = {}
+    for parallel in (True, False):
+        result = Animator(None, parallel=parallel).animate(photo, clip, AnimateOptions(size=64, max_seconds=seconds))
+        errors = []
+        for joints, truth in zip(result.driving_joints, exact):
+            if joints is None:
+                errors.append(float("nan"))
+                continue
+            errors.append(float(np.linalg.norm(joints - truth, axis=1).mean() / torso_length(truth)))
+        out["two trackers" if parallel else "one tracker"] = errors
+    return out
+
+
+def synthrunway_clip(folder: Path, out: Path) -> tuple[Path, np.ndarray]:
+    """A SynthRunway clip folder as an MP4 (crf 0) and its exact joints."""
+    video = out / f"{folder.name}.mp4"
+    if not video.is_file():
+        frames = [cv2.imread(str(p)) for p in sorted((folder / "frames").glob("*.png"))]
+        fps = json.loads((folder / "meta.json").read_text()).get("fps", 30)
+        h, w = frames[0].shape[:2]
+        from internet.media import ffmpeg_exe
+
+        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
+               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-crf", "0", "-pix_fmt", "yuv444p",
+               str(video)]  # fmt: skip
+        subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
+    return video, np.load(folder / "joints.npy")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--media", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "media"
-    )
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--mode", choices=["absolute", "relative"], default="absolute")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/poserig"))
-    parser.add_argument("--timing-sizes", type=int, nargs="*", default=[512])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
+    parser.add_argument("--photo", type=Path, default=None, help="source photo (default: the shared one)")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[3.0, 4.5, 9.4])
+    parser.add_argument("--frames", type=int, default=72, help="score the first this many frames")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
+    parser.add_argument("--synthrunway", type=Path, nargs="*", default=[], help="SynthRunway clip folders (drivers)")
+    parser.add_argument("--synthrunway-seconds", type=float, nargs="+", default=[1.6, 3.2])
+    parser.add_argument("--no-shared-clip", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/poserig-eval"))
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-
-    photo = cv2.cvtColor(cv2.imread(str(args.media / PHOTO)), cv2.COLOR_BGR2RGB)
-    clip, fps = read_frames(str(args.media / CLIP), args.seconds)
-    result = evaluate_rig(photo, clip, args.size, fps, RigOptions(mode=args.mode, fps=fps))
-    print(f"limb-angle correlation with the driver ({len(clip)} frames, {args.size}px, mode {args.mode}):")
-    print(f"  driver (resized)  {result.driver:+.3f}")
-    print(f"  frozen photo      {result.frozen:+.3f}")
-    print(f"  pose rig          {result.rig:+.3f}")
-    print(f"render: {args.size}px {result.render_ms:.1f} ms/frame")
-    for size in args.timing_sizes:
-        setup, per_frame = time_render(photo, result.driving, size, fps)
-        print(f"render: {size}px {per_frame:.1f} ms/frame (source setup {setup:.0f} ms)")
-
-    picks = np.linspace(0, len(clip) - 1, 8).round().astype(int)
-    s = args.size
-    save_sheet(
-        [[result.driving[i] for i in picks], [result.outputs[i] for i in picks]],
-        args.out / "poserig_sheet.png",
-    )
-    zoom = [
-        cv2.resize(
-            result.outputs[i][s // 8 : s // 8 + s // 2, s // 4 : 3 * s // 4],
-            (s, s),
-            interpolation=cv2.INTER_NEAREST,
-        )
-        for i in picks
-    ]
-    save_sheet([zoom[:4], zoom[4:]], args.out / "poserig_zoom.png")
-    print(f"contact sheets: {args.out / 'poserig_sheet.png'}, {args.out / 'poserig_zoom.png'}")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    args.out.mkdir(parents=True, exist_ok=True)
+    photo = args.photo or args.media / PHOTO
+    table: list[dict] = []
+    tracking: dict[str, dict] = {}
+    if not args.no_shared_clip:
+        score_clip("shared", photo, args.media / CLIP, None, args, table)
+    shared_seconds = args.seconds
+    for folder in args.synthrunway:
+        video, exact = synthrunway_clip(folder, args.out)
+        args.seconds = args.synthrunway_seconds
+        score_clip(folder.name, photo, video, exact, args, table)
+        args.seconds = shared_seconds
+        errors = tracking_error(photo, video, exact, max(args.synthrunway_seconds))
+        tracking[folder.name] = errors
+        summary = {k: np.round(np.nanpercentile(v, [50, 90, 100]), 3).tolist() for k, v in errors.items()}
+        print(f"  pass 1 joint error vs exact joints (torso lengths; median, p90, max): {summary}", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"runs": table, "pass1_joint_error": tracking}, indent=1))
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,11 @@ LIMB_SEGMENTS: dict[str, tuple[int, int]] = {
     "right_shin": (JOINT["right_knee"], JOINT["right_ankle"]),
 }
 
-Mode = Literal["absolute", "relative"]
+Mode = Literal["absolute", "relative", "auto"]
+# "auto": relative motion, except that a bone whose direction in the reference differs from the photo's by more
+# than AUTO_KEEP degrees has its offset faded out (absolute at AUTO_DROP and beyond): a small offset is the
+# photo's own pose (arms a little away from the body), a large one a reference that is not in the photo's pose.
+AUTO_KEEP, AUTO_DROP = 25.0, 50.0
 
 
 def extend(points: np.ndarray) -> np.ndarray:
@@ -94,9 +98,13 @@ def retarget(
     ratio = np.clip(l_drv / l_ref / scale, min_ratio, 1.0)
     if mode == "absolute":
         direction = b_drv / l_drv[:, None]
-    elif mode == "relative":
-        turn = np.arctan2(b_drv[:, 1], b_drv[:, 0]) - np.arctan2(b_ref[:, 1], b_ref[:, 0])
-        ang = np.arctan2(b_src[:, 1], b_src[:, 0]) + turn
+    elif mode in ("relative", "auto"):
+        a_drv, a_ref, a_src = (np.arctan2(b[:, 1], b[:, 0]) for b in (b_drv, b_ref, b_src))
+        offset = np.angle(np.exp(1j * (a_src - a_ref)))  # the photo's bone relative to the reference's
+        if mode == "auto":
+            degrees = np.degrees(np.abs(offset))
+            offset = offset * np.clip((AUTO_DROP - degrees) / (AUTO_DROP - AUTO_KEEP), 0.0, 1.0)
+        ang = a_drv + offset
         direction = np.stack([np.cos(ang), np.sin(ang)], axis=1)
     else:
         raise ValueError(f"unknown motion mode {mode!r}")

@@ -62,7 +62,9 @@ for _k, _name in enumerate(ANCHOR_NAMES):
 class RigOptions:
     """How the rig follows the driver."""
 
-    mode: Mode = "absolute"  # bone directions copied ("absolute") or rotated by the driver's change ("relative")
+    # Bone directions copied ("absolute"), rotated by the driver's change from the reference ("relative"), or
+    # relative with the large offsets from the reference dropped ("auto"; internet.poserig.retarget.AUTO_KEEP).
+    mode: Mode = "absolute"
     grid: int = 128  # mesh lattice size (capped at S); the FrameMotion maps are (S // 4, S // 4)
     smooth: bool = True  # One-Euro smoothing of the driving landmarks
     fps: float = 25.0  # driving frame rate, for the smoother
