@@ -168,3 +168,21 @@ def frame_source(box: Box, driving: VideoFraming | None = None, margin: float = 
     crop_cy = driving.crop.y0 + driving.crop.side / 2
     offset = (driving.typical.centre[1] - crop_cy) / driving.crop.side  # person centre below crop centre
     return square_around(cx, cy - offset * side, side)
+
+
+def fit_crop(crop: Crop, box: Box, margin: float = 0.05) -> Crop:
+    """``crop``, grown and moved as little as possible so that ``box`` lies inside it with ``margin`` × side
+    to spare on every side (the whole animated figure stays in view: :func:`internet.pipeline` plans ``box``
+    from the retargeted poses of every frame)."""
+    side = float(crop.side)
+    side = max(side, box.width / (1 - 2 * margin), box.height / (1 - 2 * margin))
+    pad = margin * side
+
+    def place(start: float, low: float, high: float) -> float:  # start within [high + pad - side, low - pad]
+        lo, hi = high + pad - side, low - pad
+        return min(max(start, lo), hi) if lo <= hi else (lo + hi) / 2
+
+    grow = (side - crop.side) / 2
+    x0 = place(crop.x0 - grow, box.x0, box.x1)
+    y0 = place(crop.y0 - grow, box.y0, box.y1)
+    return Crop(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(side)) + 1 if side > crop.side else crop.side)

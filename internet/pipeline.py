@@ -39,7 +39,7 @@ from internet.blas import single_threaded_blas
 from internet.errors import InputError
 from internet.export import AnchorsJsonWriter
 from internet.frames import FrameResult
-from internet.framing import Box, Crop, VideoFraming, centre_crop, frame_source, frame_video, person_box
+from internet.framing import Box, Crop, VideoFraming, centre_crop, fit_crop, frame_source, frame_video, person_box
 from internet.media import VideoInfo, VideoReader, VideoWriter, load_image, probe_video, put_unless_stopped
 from internet.motion_sources import Background, MotionSource, PoseRigSource
 from internet.overlays import overlay_panel, side_by_side
@@ -398,10 +398,13 @@ class Animator:
 
         crop = centre_crop(info.width, info.height) if options.centre_crop or track.framing is None else (
             track.framing.crop)  # fmt: skip
-        framed_source, source_landmarks = _frame_source(source_rgb, source_marks, track.framing, options, size)
-        motion = self._motion_source(framed_source, source_landmarks, options, fps)
         best = options.wants_best_frame and track.best_frame is not None
         reference = track.best_index if best else 0
+        extent = None
+        if options.motion == "pose-rig" and source_marks is not None:
+            extent = _animated_extent(source_marks.points, track, reference, _rig_mode(options))
+        framed_source, source_landmarks = _frame_source(source_rgb, source_marks, track.framing, options, size, extent)
+        motion = self._motion_source(framed_source, source_landmarks, options, fps)
         if best:
             analysis_crop = crop.scaled(1.0 / track.scale)
             motion.set_reference(
@@ -450,8 +453,7 @@ class Animator:
             from internet.model_source import ModelSource  # torch: imported only when the model renders
 
             return ModelSource(self.model, source, options.relative)
-        mode = "absolute" if not options.relative else "auto" if options.reference == "auto" else "relative"
-        return PoseRigSource(source, landmarks, mode, fps, options.background)
+        return PoseRigSource(source, landmarks, _rig_mode(options), fps, options.background)
 
     def _analyse(
         self, info, fps, options, source_marks, need_people, known_pose, times, report, check_cancel, spool_side=None
@@ -801,8 +803,39 @@ class _SourceMarks:
         return self.landmarks.visibility
 
 
-def _frame_source(rgb, marks: _SourceMarks | None, framing: VideoFraming | None, options: AnimateOptions, size: int):
-    """Crop the photo like the driver and move its landmarks (and mask) into the crop."""
+def _rig_mode(options: AnimateOptions) -> str:
+    return "absolute" if not options.relative else "auto" if options.reference == "auto" else "relative"
+
+
+FIGURE_PAD = 0.3  # past the outermost joints (nose, wrists, ankles) the figure reaches this many torso lengths
+FIT_MARGIN = 0.03  # and the output keeps this fraction of its side free around the whole figure
+
+
+def _animated_extent(source: np.ndarray, track: _DrivingTrack, reference: int, mode: str) -> Box | None:
+    """The box (photo pixels) that the animated figure covers over the whole clip: the photo's joints
+    retargeted to every driving frame (as the rig will, unsmoothed), ``FIGURE_PAD`` torso lengths around them
+    for the head, hands and feet. ``None`` when the driver is never seen."""
+    from internet.poserig.retarget import retarget, torso_length
+
+    ref = track.points[reference] if reference < track.count else None
+    if ref is None:
+        ref = next((p for p in track.points if p is not None), None)
+    if ref is None:
+        return None
+    poses = [source] + [retarget(source, p, ref, mode) for p in track.points if p is not None]
+    joints = np.concatenate(poses)
+    pad = FIGURE_PAD * torso_length(source)
+    (x0, y0), (x1, y1) = joints.min(axis=0) - pad, joints.max(axis=0) + pad
+    return Box(float(x0), float(y0), float(x1), float(y1))
+
+
+def _frame_source(
+    rgb, marks: _SourceMarks | None, framing: VideoFraming | None, options: AnimateOptions, size: int,
+    extent: Box | None = None,
+):  # fmt: skip
+    """Crop the photo like the driver and move its landmarks (and mask) into the crop; with ``extent`` (the
+    animated figure's box over the clip, photo pixels), the crop grows or moves as little as it must to hold
+    it (:func:`~internet.framing.fit_crop`)."""
     h, w = rgb.shape[:2]
     if marks is None or options.centre_crop:
         crop = centre_crop(w, h)
@@ -812,6 +845,8 @@ def _frame_source(rgb, marks: _SourceMarks | None, framing: VideoFraming | None,
         if box is None:
             raise InputError("The person in the photo is not visible enough to frame")
         crop = frame_source(box.scaled(marks.mask_scale), framing, options.margin)
+        if extent is not None:
+            crop = fit_crop(crop, extent, FIT_MARGIN)
     framed = crop.apply(rgb, size)
     if marks is None:
         return framed, None

@@ -111,3 +111,49 @@ def test_a_crop_at_its_output_size_is_a_writable_copy():
     out = Crop(0, 2, 8).apply(frame, 8)
     assert out.flags.writeable and out.flags.c_contiguous and not np.shares_memory(out, frame)
     assert np.array_equal(out, frame[2:10])
+
+
+def test_fit_crop_grows_and_moves_as_little_as_it_must():
+    from internet.framing import fit_crop
+
+    crop = Crop(0, 0, 100)
+    assert fit_crop(crop, Box(20, 20, 80, 80), 0.05) == crop  # already inside
+    moved = fit_crop(crop, Box(20, -30, 80, 60), 0.05)  # hands above the top: the crop slides up
+    assert moved.side == 100 and moved.y0 <= -35 and moved.x0 == 0
+    grown = fit_crop(crop, Box(10, -60, 90, 95), 0.05)  # taller than the crop: it grows
+    assert grown.side >= 155 / 0.9 and grown.y0 <= -60 - 0.05 * grown.side + 1
+    assert grown.y0 + grown.side >= 95 + 0.05 * grown.side - 1
+
+
+def test_raised_hands_stay_in_the_output_frame(tmp_path):
+    """Issue 21, item 4: the driver raises both arms half-way through; in every output frame the animated
+    figure's hands (the forearm segments and the hand beyond them) are inside the frame."""
+    import cv2
+
+    from internet.pipeline import AnimateOptions, Animator, KnownPose
+    from internet.poserig import Landmarks
+    from internet.poserig.rig import ANCHOR_NAMES
+    from tests.media_factory import write_frames
+    from tests.test_reference import _raise_arms
+    from training.synthrunway import ClipSpec, generate_clip
+
+    folder = generate_clip(ClipSpec(seed=10000, index=3, frames=12, size=96), tmp_path)
+    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((folder / "frames").glob("*.png"))]
+    video = write_frames(tmp_path / "drive.mp4", frames, fps=10)
+    joints, masks = np.load(folder / "joints.npy"), np.load(folder / "mask.npy")
+    # The photo: the first frame with its person high in the picture (little room above the head).
+    photo = np.full((140, 96, 3), 255, np.uint8)
+    photo[:96] = frames[0]
+    source = Landmarks(joints[0], np.ones(13), np.pad(masks[0], ((0, 44), (0, 0))).astype(np.float32))
+    driving = [Landmarks(_raise_arms(j) if t >= 6 else j, np.ones(13)) for t, j in enumerate(joints)]
+    result = Animator(None, parallel=False).animate(
+        photo, video, AnimateOptions(size=96, relative=False), keep_frames=True, known_pose=KnownPose(source, driving)
+    )
+    tips = []
+    for frame in result.frames:
+        m = frame.motion
+        for name in ("left_forearm", "right_forearm"):
+            k = ANCHOR_NAMES.index(name)
+            tips.append(m.anchors_driving[k] + 1.1 * m.jacobians_driving[k][:, 0])  # wrist + hand
+    tips = np.array(tips)
+    assert tips.min() > -1.0 and tips.max() < 1.0, tips.min()

@@ -85,8 +85,24 @@ def test_the_default_reference_leaves_no_offset_from_a_raised_first_frame(raised
 def test_auto_keeps_a_small_offset_of_the_photo_and_drops_a_large_one():
     from internet.poserig.retarget import retarget
 
-    source = np.array([(48, 14), (58, 26), (38, 26), (61, 38), (35, 38), (63, 50), (33, 50), (54, 54), (42, 54),
-                       (55, 70), (41, 70), (55, 86), (41, 86)], np.float32)  # fmt: skip  arms 10-15 degrees out
+    source = np.array(
+        [
+            (48, 14),
+            (58, 26),
+            (38, 26),
+            (61, 38),
+            (35, 38),
+            (63, 50),
+            (33, 50),
+            (54, 54),
+            (42, 54),
+            (55, 70),
+            (41, 70),
+            (55, 86),
+            (41, 86),
+        ],
+        np.float32,
+    )  # fmt: skip  arms 10-15 degrees out
     down = source.copy()
     for side in ("left", "right"):  # the reference: arms straight down
         s = source[JOINT[f"{side}_shoulder"]]
