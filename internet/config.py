@@ -60,6 +60,11 @@ class GeneratorConfig:
     # has to be re-learnt from context (slow on a CPU budget). Not in the paper: off in every preset (and in
     # the Table 2 ablation), on in the default checkpoint (see its model card).
     skip_image: bool = False
+    # The output blends the generated frame with the confidence-masked warp of the source image (TPSMM's
+    # occlusion-blended output): O = M^2 * F^2(S) + (1 - M^2) * sigmoid(rgb(x)). It gives the flow a direct pixel
+    # path from the reconstruction loss, and M the meaning of Sec 3.2 (where the warp can be trusted).
+    # Not in the paper's Eq 6 (docs/reproduction.md shows the curves that make it the default checkpoint's).
+    blend_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class ModelConfig:
             raise ConfigError(f"generator.skip_mode must be 'multiscale' or 'ss4x', got {self.generator.skip_mode!r}")
         if self.generator.skip_image and self.generator.skip_mode != "multiscale":
             raise ConfigError("generator.skip_image needs the full-resolution skip of skip_mode 'multiscale'")
+        if self.generator.skip_image and self.generator.blend_output:
+            raise ConfigError("generator.skip_image and generator.blend_output are two different outputs: pick one")
         if self.anchors.num_anchors < 1:
             raise ConfigError("anchors.num_anchors must be at least 1")
         for part in ("anchors", "motion"):  # checked before 2**num_blocks: a huge exponent would never finish

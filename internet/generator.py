@@ -109,9 +109,14 @@ class Generator(nn.Module):
             nn.init.zeros_(self.to_rgb.bias)
 
     def decode(
-        self, features: SourceFeatures, flows: list[torch.Tensor], confidences: list[torch.Tensor]
+        self,
+        features: SourceFeatures,
+        flows: list[torch.Tensor],
+        confidences: list[torch.Tensor],
+        source: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Frame generation from pyramids ordered coarse to fine (S/4, S/2, S)."""
+        """Frame generation from pyramids ordered coarse to fine (S/4, S/2, S); ``source`` (the image) is
+        needed by ``blend_output`` only."""
         skip0 = deformable_skip(features.quarter, flows[0], confidences[0])
         x = self.stage1(self.bottleneck(skip0), skip0)
         x = self.up_half(x)
@@ -121,4 +126,17 @@ class Generator(nn.Module):
         x = self.stage3(x, skip2)
         if self.residual_output:  # skip_image: a correction of the deformed source image M^2 * F^2(S)
             return (skip2[:, :3].float() + torch.tanh(self.to_rgb(x).float())).clamp(0.0, 1.0)
-        return torch.sigmoid(self.to_rgb(x).float())
+        generated = torch.sigmoid(self.to_rgb(x).float())
+        if self.config.blend_output:
+            if source is None:
+                raise ValueError("generator.blend_output needs the source image")
+            return blend(generated, warp(source.float(), flows[-1].float()), confidences[-1].float())
+        return generated
+
+
+def blend(generated: torch.Tensor, warped_source: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """O = M * F(S) + (1 - M) * G: the warped source where the confidence map trusts the warp, the generated
+    frame where it does not (TPSMM's occlusion-blended output; ``generator.blend_output``)."""
+    if confidence.shape[-2:] != generated.shape[-2:]:
+        raise ValueError(f"confidence {tuple(confidence.shape)} does not match the frame {tuple(generated.shape)}")
+    return confidence * warped_source + (1.0 - confidence) * generated

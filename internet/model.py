@@ -89,7 +89,7 @@ class INTERNet(nn.Module):
         b = anchors_driving.points.shape[0]
         state = _broadcast(state, b)
         motion = self.motion(state.image, state.anchors, anchors_driving)
-        prediction = self.generator.decode(state.features, motion.flows, motion.confidences)
+        prediction = self.generator.decode(state.features, motion.flows, motion.confidences, state.image)
         return INTERNetOutput(
             prediction=prediction,
             anchors_source=state.anchors.points,

@@ -297,3 +297,21 @@ def test_checkpoint_written_before_the_norm_field_loads_as_groupnorm(tmp_path):
     assert loaded.config.norm == "group"
     x = torch.rand(1, 3, 64, 64)
     assert torch.equal(loaded(x, x).prediction, model(x, x).prediction)
+
+
+def test_blend_output_copies_the_warped_source_where_confident_and_generates_where_not():
+    """generator.blend_output: O = M^2 F^2(S) + (1 - M^2) G. Same source and driving frame give the identity
+    flow (Eq 5), so with M -> 1 the output is the source itself, and with M -> 0 the decoder's frame."""
+    torch.manual_seed(0)
+    model = INTERNet(load_config("tiny", ["generator.blend_output=true"])).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        model.dense_motion.confidence.weight.zero_()
+        model.dense_motion.confidence.bias.fill_(30.0)  # M = sigmoid(30) = 1 - 1e-13
+        trusted = model(x, x).prediction
+        model.dense_motion.confidence.bias.fill_(-30.0)
+        generated = model(x, x).prediction
+    assert (trusted - x).abs().max() < 1e-4
+    assert (generated - x).abs().mean() > 0.1  # an untrained decoder does not reproduce the source
+    with pytest.raises(ConfigError, match="pick one"):
+        load_config("tiny", ["generator.blend_output=true", "generator.skip_image=true"])

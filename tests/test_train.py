@@ -292,3 +292,11 @@ def test_export_writes_a_loadable_fp16_generator_of_the_chosen_step(clips, tmp_p
     assert 0 < diff < 1e-2  # fp16 rounding changes the output a little, not a lot
     assert INTERNet.from_pretrained(tmp_path / "fp16").config == config.model
     assert main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "missing"), "--step", "9"]) == 2
+
+
+def test_learning_rate_drops_at_each_milestone():
+    from training.train import learning_rate
+
+    rates = [learning_rate(2e-4, step, (10, 20), 0.1) for step in (0, 9, 10, 19, 20, 1000)]
+    assert rates == pytest.approx([2e-4, 2e-4, 2e-5, 2e-5, 2e-6, 2e-6])
+    assert learning_rate(1.0, 50, (), 0.1) == 1.0

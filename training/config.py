@@ -84,6 +84,9 @@ class TrainConfig:
     lr: float = 2e-4  # generator learning rate
     lr_discriminator: float | None = None  # None = same as lr
     betas: tuple[float, float] = (0.5, 0.999)
+    # Steps at which both learning rates drop by lr_gamma (FOMM: epochs 60 and 90 of 100, x0.1); () = constant.
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
     grad_clip: float = 100.0  # max global grad norm for G and D (a spike guard); 0 = off
     ema_decay: float = 0.0  # EMA of the generator weights; 0 = off
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto = bf16 autocast on CUDA if supported
@@ -111,6 +114,8 @@ class ExperimentConfig:
             raise ConfigError("train.batch_size and train.epochs must be >= 1 and train.max_steps >= 0")
         if t.lr <= 0 or (t.lr_discriminator is not None and t.lr_discriminator <= 0):
             raise ConfigError("learning rates must be positive")
+        if not 0.0 < t.lr_gamma <= 1.0 or list(t.lr_milestones) != sorted(set(t.lr_milestones)):
+            raise ConfigError("train.lr_gamma must be in (0, 1] and train.lr_milestones increasing steps")
         if not 0.0 <= t.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
         if t.keep_checkpoints < 1 or t.checkpoint_every < 1 or t.log_every < 1 or t.max_bad_steps < 1:

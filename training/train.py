@@ -164,6 +164,19 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.copy_(b)
 
 
+def learning_rate(base: float, step: int, milestones: tuple[int, ...], gamma: float) -> float:
+    """Step-wise decay (FOMM's MultiStepLR): ``base * gamma ** (milestones passed by step)``; a function of the
+    step alone, so a resumed run gets the same rates without scheduler state."""
+    return base * gamma ** sum(step >= m for m in milestones)
+
+
+def _set_learning_rates(trainables: Trainables, t, step: int) -> None:
+    rates = ((trainables.generator_optimizer, t.lr), (trainables.discriminator_optimizer, t.lr_discriminator or t.lr))
+    for optimizer, base in rates:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(base, step, t.lr_milestones, t.lr_gamma)
+
+
 def _buffers(module: nn.Module) -> list[torch.Tensor]:
     """Copies of a module's buffers (BatchNorm running statistics), to undo a skipped step's forward passes."""
     return [b.detach().clone() for b in module.buffers()]
@@ -309,6 +322,7 @@ def training_loop(
         batches = _epoch_batches(dataset, sampler, progress, per_rank, t.seed, ctx, config.data.num_workers)
         for batch in batches:
             batch = to_device(batch, device)
+            _set_learning_rates(trainables, t, progress.step)
             rng = torch.Generator().manual_seed(derive_seed(t.seed, progress.step, ctx.rank))
 
             # Generator step (the discriminator is frozen and used unwrapped: it gets no gradients here).
