@@ -1,0 +1,128 @@
+"""Does the confidence map know where the warp fails? AUC of 1 - M against SynthRunway's disocclusion truth.
+
+``python -m training.confidence --checkpoint DIR --data CLIPS [--frames 48] [--json out.json]``
+
+In self-reenactment the output frame t is made from the source (frame 0). A pixel of frame t is *disoccluded*
+when the surface it shows is not visible in frame 0 (it was hidden behind another part, or outside the frame):
+no warp of the source can supply it, and the confidence map M (Sec 3.2) should be low there. SynthRunway knows
+this exactly: the clip's scene is rebuilt from its seed and index, and ``backward_flow`` from frame t straight to
+frame 0 gives that visibility. The score is the ROC AUC of 1 - M^2 (the finest confidence map) as a detector of
+disoccluded pixels, over all pixels of the clip's frames (0.5: M says nothing; 1: M is low exactly there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from internet.errors import CheckpointError, InputError
+from internet.model import INTERNet
+from training.data import fit_frame, load_clip, to_tensor
+from training.synthrunway_figure import sample_scene
+from training.synthrunway_render import backward_flow, render_frame
+
+
+def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN without both classes."""
+    scores, positives = np.asarray(scores, np.float64).ravel(), np.asarray(positives, bool).ravel()
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), np.float64)
+    # Mid-ranks: every run of equal scores gets the mean of the ranks it spans.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + b + 1) / 2.0
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def disoccluded_from_source(folder: Path, frames: int) -> np.ndarray:
+    """(T, S, S) bool at the clip's own size: pixel x of frame t shows a surface not visible in frame 0."""
+    clip = load_clip(folder)
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    size, fps = int(meta["size"]), float(meta["fps"])
+    scene = sample_scene(np.random.default_rng([int(meta["seed"]), int(meta["index"])]), len(clip), fps, size)
+    first = scene.layout(0)[0]
+    out = np.zeros((frames, size, size), bool)
+    for t in range(1, frames):
+        layout = scene.layout(t)[0]
+        owner = render_frame(scene.parts, layout, size).owner
+        out[t] = ~backward_flow(scene.parts, first, layout, owner).visible
+    return out
+
+
+@dataclass
+class ConfidenceScore:
+    """AUC of 1 - M for one clip, and the share of disoccluded pixels it was measured on."""
+
+    clip: str
+    auc: float
+    disoccluded_fraction: float
+    mean_confidence_disoccluded: float
+    mean_confidence_visible: float
+
+
+@torch.no_grad()
+def confidence_score(model: INTERNet, folder: Path, frames: int = 48) -> ConfidenceScore:
+    """Self-reenact the clip (source = frame 0) and score M^2 against the exact disocclusion of each frame."""
+    clip = load_clip(folder)
+    n = min(frames, len(clip)) if frames > 0 else len(clip)
+    size = model.config.image_size
+    video = torch.stack([to_tensor(fit_frame(clip.frame(t), size)) for t in range(n)])
+    truth = torch.from_numpy(disoccluded_from_source(folder, n)).float()[:, None]
+    truth = F.interpolate(truth, size=(size, size), mode="area")[:, 0] > 0.5
+    state = model.prepare_source(video[:1])
+    confidence = torch.cat([model.animate(state, video[i : i + 16]).confidences[-1].float()
+                            for i in range(0, n, 16)])[:, 0]  # fmt: skip
+    confidence = F.interpolate(confidence[:, None], size=(size, size), mode="bilinear", align_corners=True)[:, 0]
+    # Frame 0 is the source itself (nothing is disoccluded); M rounded to 1e-6 so float noise of the upsampling
+    # does not order pixels whose confidence is the same.
+    m, d = np.round(confidence[1:].numpy(), 6), truth[1:].numpy()
+    return ConfidenceScore(
+        clip=clip.name,
+        auc=roc_auc(1.0 - m, d),
+        disoccluded_fraction=float(d.mean()),
+        mean_confidence_disoccluded=float(m[d].mean()) if d.any() else float("nan"),
+        mean_confidence_visible=float(m[~d].mean()),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.confidence", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="a from_pretrained folder (model.safetensors + config.json)")
+    p.add_argument("--data", required=True, help="a folder of SynthRunway clips")
+    p.add_argument("--frames", type=int, default=48, help="frames per clip (0 = all)")
+    p.add_argument("--json", help="write the per-clip scores here")
+    args = p.parse_args(argv)
+    try:
+        model = INTERNet.from_pretrained(args.checkpoint)
+        folders = sorted(q.parent for q in Path(args.data).glob("*/meta.json"))
+        if not folders:
+            raise InputError(f"no SynthRunway clips in {args.data}")
+        scores = [confidence_score(model, f, args.frames) for f in folders]
+    except (InputError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for s in scores:
+        print(f"{s.clip}: AUC {s.auc:.3f}  disoccluded {100 * s.disoccluded_fraction:.1f} %  "
+              f"M there {s.mean_confidence_disoccluded:.3f} vs {s.mean_confidence_visible:.3f} elsewhere")  # fmt: skip
+    aucs = [s.auc for s in scores if np.isfinite(s.auc)]
+    print(f"mean AUC over {len(aucs)} clips: {np.mean(aucs):.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mean_auc": float(np.mean(aucs)), "clips": [asdict(s) for s in scores]},
+                                              indent=1) + "\n", encoding="utf-8")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
