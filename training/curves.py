@@ -95,14 +95,55 @@ def learning_curve(run: Path, data: Path, frames: int = 48, every: int = 1) -> C
     return Curve(str(run), str(data), len(clips), len(clips[0].frames), points, static, truth)
 
 
+def plot_curves(curves: dict[str, Path], out: Path, title: str = "") -> Path:
+    """One figure of L1 / static-source L1 and MS-SSIM per step for several curve JSONs (label -> file)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l1, ax_ssim) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for label, path in curves.items():
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        steps = [q["step"] for q in data["points"]]
+        static = data["static_source"]
+        ax_l1.plot(steps, [q["l1"] / static["l1"] for q in data["points"]], marker=".", label=label)
+        ax_ssim.plot(steps, [q["ms_ssim"] for q in data["points"]], marker=".", label=label)
+    ax_l1.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax_l1.axhline(0.6, color="g", lw=0.8, ls=":")
+    ax_l1.set_ylabel("L1 / static-source L1")
+    ax_ssim.axhline(static["ms_ssim"], color="k", lw=0.8, ls="--")
+    ax_ssim.set_ylabel("MS-SSIM (dashed: static source)")
+    for ax in (ax_l1, ax_ssim):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    ax_l1.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.curves", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="training output folder (holds checkpoints/)")
-    p.add_argument("--data", required=True, help="SynthRunway clips to evaluate on (training or test)")
+    p.add_argument("--run", help="training output folder (holds checkpoints/)")
+    p.add_argument("--data", help="SynthRunway clips to evaluate on (training or test)")
     p.add_argument("--frames", type=int, default=48, help="frames per clip (0 = all)")
     p.add_argument("--every", type=int, default=1, help="evaluate every N-th checkpoint (and the last)")
     p.add_argument("--json", help="write the curve here")
+    p.add_argument("--plot", metavar="PNG", help="instead: plot the --curve LABEL=JSON files into this figure")
+    p.add_argument("--curve", action="append", default=[], metavar="LABEL=JSON", help="a curve to plot")
+    p.add_argument("--title", default="", help="title of the --plot figure")
     args = p.parse_args(argv)
+    if args.plot:
+        curves = dict(item.split("=", 1) for item in args.curve)
+        print(plot_curves({k: Path(v) for k, v in curves.items()}, Path(args.plot), args.title))
+        return 0
+    if not (args.run and args.data):
+        p.error("--run and --data are required (or --plot with --curve)")
     try:
         curve = learning_curve(Path(args.run), Path(args.data), args.frames, args.every)
     except (InputError, CheckpointError) as exc:
