@@ -214,3 +214,24 @@ def test_markdown_table_bolds_the_best_value_per_metric():
     assert "**0.1000 ± 0.0000**" in ms and "**0.1000" not in ss4x  # lower L1 wins
     assert "**2.00 ± 0.00**" in ss4x  # lower E_warp (x1000) wins
     assert "| MS | (c) |" in ms and "n/c" in ms
+
+
+def test_paired_differences_pair_clips_by_name_and_count_wins():
+    """Paired over clips: a - b per clip, in any clip order; wins follow the metric's direction."""
+
+    def variant(values: dict[str, float]) -> dict:
+        row = {"psnr": 20.0, "warp_error": 1e-3, "interp_psnr": 40.0}
+        static = {**row, "l1": 0.5, "ms_ssim": 0.5}
+        clips = [{"name": k, "model": {**row, "l1": v, "ms_ssim": 1 - v}, "static_source": static}
+                 for k, v in values.items()]  # fmt: skip
+        return {"clips": clips, "preset": "small-128", "temporal": "intrinsic"}
+
+    results = {"variants": {"MS-c": variant({"a": 0.1, "b": 0.2, "c": 0.3}),
+                            "MS-b": variant({"c": 0.4, "a": 0.3, "b": 0.2})}}  # fmt: skip
+    mean, ci, wins, n = ablation.paired_difference(results, "MS-c", "MS-b", "l1", higher=False)
+    assert mean == pytest.approx((-0.2 + 0.0 - 0.1) / 3) and n == 3 and wins == 2  # the tie in "b" is no win
+    assert ci > 0
+    _, _, ssim_wins, _ = ablation.paired_difference(results, "MS-c", "MS-b", "ms_ssim", higher=True)
+    assert ssim_wins == 2
+    table = ablation.paired_table(results)
+    assert "MS-c − MS-b" in table and "MS-c − static source" in table

@@ -168,7 +168,7 @@ def evaluate_variants(config: AblationConfig, device: str = "cpu") -> dict[str, 
     results["baselines"] = baselines
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (config.out / "table.md").write_text(markdown_table(results) + "\n")
+    (config.out / "table.md").write_text(markdown_table(results) + "\n\n" + paired_table(results) + "\n")
     return results
 
 
@@ -206,6 +206,54 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PAIRED_METRICS = (("l1", "ΔL1", False), ("psnr", "ΔPSNR (dB)", True), ("ms_ssim", "ΔMS-SSIM", True),
+                  ("warp_error", "ΔE_warp ×10³", False), ("interp_psnr", "ΔInterp-PSNR* (dB)", True))  # fmt: skip
+# The paper's orderings, each as (better, worse): schemes within SS4x and MS, then MS against SS4x.
+COMPARISONS = (("SS4x-b", "SS4x-a"), ("SS4x-c", "SS4x-a"), ("SS4x-c", "SS4x-b"), ("MS-c", "MS-b"),
+               ("MS-b", "SS4x-b"), ("MS-c", "SS4x-c"))  # fmt: skip
+
+
+def _per_clip(results: dict[str, Any], name: str, key: str) -> dict[str, float]:
+    """{clip: value} of one variant, or of the static-source row for ``name == "static source"``."""
+    if name == "static source":
+        clips = next(iter(results["variants"].values()))["clips"]
+        return {c["name"]: c["static_source"][key] for c in clips if c.get("static_source")}
+    return {c["name"]: c["model"][key] for c in results["variants"][name]["clips"]}
+
+
+def paired_difference(results: dict[str, Any], a: str, b: str, key: str, higher: bool) -> tuple[float, float, int, int]:
+    """Mean of a - b over the clips both were scored on, its 95% CI half-width, and in how many of the n
+    clips a is the better of the two (by the metric's direction)."""
+    from training.metrics import mean_ci95
+
+    va, vb = _per_clip(results, a, key), _per_clip(results, b, key)
+    diffs = [va[c] - vb[c] for c in va if c in vb and va[c] is not None and vb[c] is not None]
+    mean, ci = mean_ci95(diffs)
+    wins = sum((d > 0) == higher and d != 0 for d in diffs)
+    return mean, ci, wins, len(diffs)
+
+
+def paired_table(results: dict[str, Any]) -> str:
+    """The paper's orderings as paired differences over the same test clips (mean ± 95% CI, and the number
+    of clips where the first variant is better), plus every variant against the static source."""
+    names = set(results["variants"])
+    pairs = [(a, b) for a, b in COMPARISONS if a in names and b in names]
+    pairs += [(n, "static source") for n in results["variants"]]
+    lines = ["| comparison | " + " | ".join(h for _, h, _ in PAIRED_METRICS) + " |",
+             "|---|" + "---|" * len(PAIRED_METRICS)]  # fmt: skip
+    for a, b in pairs:
+        cells = []
+        for key, _, higher in PAIRED_METRICS:
+            mean, ci, wins, n = paired_difference(results, a, b, key, higher)
+            scale = 1000.0 if key == "warp_error" else 1.0
+            digits = 4 if key in ("l1", "ms_ssim") else 2
+            significant = abs(mean) > ci and n > 1
+            cell = f"{mean * scale:+.{digits}f} ± {ci * scale:.{digits}f} ({wins}/{n})"
+            cells.append(f"**{cell}**" if significant else cell)
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="ablation YAML, e.g. training/configs/ablation-synthrunway.yaml")
@@ -228,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_eval:
             results = evaluate_variants(config, args.device)
             print(markdown_table(results))
+            print()
+            print(paired_table(results))
     except (ConfigError, CheckpointError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
