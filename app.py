@@ -1,26 +1,25 @@
 """INTERNet studio: animate a full-body photo with the motion of a driving video (a Gradio app / HF Space).
 
 Run ``python app.py`` (host and port: ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``; limits: the
-``INTERNET_*`` variables in :mod:`internet.studio_settings`). All the work lives in :mod:`internet.studio`.
+``INTERNET_*`` variables in :mod:`internet.app.settings`). All the work lives in :mod:`internet.app.studio`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from internet.memory import enable_huge_pages, limit_malloc_arenas, retain_freed_memory  # noqa: E402
+from internet.speedups.memory import enable_huge_pages, limit_malloc_arenas, retain_freed_memory  # noqa: E402
 
 enable_huge_pages()  # torch reads this once, at its first tensor: before anything imports it
 
 import gradio as gr  # noqa: E402
 
-from internet.studio import EXAMPLES, Studio  # noqa: E402
-from internet.studio_layout import inspection_panel, render_outputs, settings_accordion  # noqa: E402
-from internet.studio_settings import StudioLimits  # noqa: E402
+from internet.app.layout import inspection_panel, render_outputs, settings_accordion  # noqa: E402
+from internet.app.settings import StudioLimits  # noqa: E402
+from internet.app.studio import EXAMPLES, Studio  # noqa: E402
 
 DESCRIPTION = """# INTERNet studio
 Animate a **full-body photo** with the motion of a **driving video**. Pick a runway photo and a clip (or
@@ -138,10 +137,9 @@ def warm_up() -> threading.Thread:
     cold vs warm)."""
 
     def load() -> None:
-        from internet.poserig.landmarks import import_mediapipe
+        from internet.sources.landmarks import preload_mediapipe
 
-        with contextlib.suppress(ImportError):  # the pose rig reports a missing MediaPipe when it is used
-            import_mediapipe()
+        preload_mediapipe()
 
     thread = threading.Thread(target=load, name="warm-up", daemon=True)
     thread.start()

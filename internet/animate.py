@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-PREVIEW_SECONDS = 3.0
-PREVIEW_SIZE = 256
+from internet.pipeline.options import MOTIONS, PREVIEW_SECONDS, PREVIEW_SIZE, REFERENCES
+from internet.sources.base import BACKGROUNDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, required=True, help="result video (H.264 MP4)")
     parser.add_argument(
         "--motion",
-        choices=("pose-rig", "model"),
+        choices=MOTIONS,
         default="pose-rig",
         help="motion source: training-free pose rig (default) or an INTERNet checkpoint",
     )
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--absolute", dest="relative", action="store_false", help="absolute motion")
     parser.add_argument(
         "--reference",
-        choices=("auto", "best", "first"),
+        choices=REFERENCES,
         default="auto",
         help="relative motion's reference: auto (default: the driving frame closest to the photo's pose, each "
         "bone's offset from it kept only where small), best (that frame, plain relative), first (the first frame)",
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--background",
-        choices=("keep", "white", "green"),
+        choices=BACKGROUNDS,
         default="keep",
         help="pose rig: keep the photo's background or replace it",
     )
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from internet.memory import enable_huge_pages, retain_freed_memory
+    from internet.speedups.memory import enable_huge_pages, retain_freed_memory
 
     enable_huge_pages()  # before torch's first tensor (the model path)
     if args.motion == "model":  # its 512² activations; the pose rig would only keep ~50 MB more resident
@@ -128,14 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outputs = OutputPaths(args.output, args.side_by_side, args.overlays, args.anchors_json)
         _check_outputs(outputs, args)
-        max_seconds = args.max_seconds
-        if args.preview:
-            max_seconds = PREVIEW_SECONDS if max_seconds is None else min(max_seconds, PREVIEW_SECONDS)
         options = AnimateOptions(
-            motion=args.motion, size=PREVIEW_SIZE if args.preview else args.size, relative=args.relative,
-            best_frame=args.best_frame, reference=args.reference, fps=args.fps, max_seconds=max_seconds,
-            background=args.background, centre_crop=args.center_crop,
+            motion=args.motion, size=args.size, relative=args.relative, best_frame=args.best_frame,
+            reference=args.reference, fps=args.fps, max_seconds=args.max_seconds, background=args.background,
+            centre_crop=args.center_crop,
         )  # fmt: skip
+        if args.preview:
+            options = options.preview()
         checkpoint = (args.checkpoint or "default") if args.motion == "model" else None
         animator = Animator.from_pretrained(checkpoint, device=args.device)
         result = animator.animate(args.source, args.driving, options, outputs, progress=progress)
@@ -168,7 +167,7 @@ def _close(bars: dict) -> None:
 def _check_outputs(outputs, args: argparse.Namespace) -> None:
     from internet.errors import InputError
 
-    paths = [p for p in (outputs.video, outputs.side_by_side, outputs.overlays, outputs.anchors_json) if p]
+    paths = outputs.as_list()
     inputs = {args.source.resolve(), args.driving.resolve()}
     for path in paths:
         if not path.parent.is_dir():

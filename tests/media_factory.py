@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from internet.media import ffmpeg_exe
+from internet.video.io import ffmpeg_exe
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 SHARED_PHOTO = SHARED_MEDIA / "photo_ubc_frame_silver_dress.jpg"

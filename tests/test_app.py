@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from internet.app.settings import Settings, StudioLimits
+from internet.app.studio import EXAMPLES, Studio, WorkFolders
+from internet.app.views import CONFIDENCE_LEVELS
 from internet.errors import InputError
-from internet.media import read_video_stats
 from internet.pipeline import Animator
-from internet.studio import EXAMPLES, Studio, WorkFolders
-from internet.studio_settings import Settings, StudioLimits
-from internet.studio_views import CONFIDENCE_LEVELS, confidence_at
+from internet.sources.frames import FrameMotion, confidence_level
+from internet.video.io import read_video_stats
 from tests.media_factory import make_video
 
 PHOTO = str(EXAMPLES / "source_10000_09.png")
@@ -74,13 +75,24 @@ def test_inspection_tiles_follow_the_frame_and_the_toggles(studio, preview):
     assert studio.inspect(None, 0, True, "M² (full)") == (None,) * 6
 
 
+def _motion(confidence: np.ndarray, levels: tuple[np.ndarray, ...] = ()) -> FrameMotion:
+    k = np.zeros((10, 2), np.float32)
+    jac = np.tile(np.eye(2, dtype=np.float32), (10, 1, 1))
+    weights, flow = np.zeros((11, 4, 4), np.float32), np.zeros((4, 4, 2), np.float32)
+    return FrameMotion(k, k, jac, jac, weights, flow, confidence, levels)
+
+
 def test_confidence_levels_are_a_2x_pyramid():
     rng = np.random.default_rng(0)
     m = rng.random((64, 64)).astype(np.float32)
-    sides = [confidence_at(m, 256, level).shape[0] for level in CONFIDENCE_LEVELS.values()]
+    single = _motion(m)  # the pose rig keeps one map
+    sides = [confidence_level(single, level, 256).shape[0] for level in CONFIDENCE_LEVELS.values()]
     assert sides == [64, 128, 256]
-    np.testing.assert_allclose(confidence_at(m, 256, 0), m)  # the stored map is M^0 for a 256² pose-rig render
-    assert confidence_at(m, 256, 2).mean() == pytest.approx(m.mean(), abs=0.01)
+    np.testing.assert_allclose(confidence_level(single, 0, 256), m)  # the stored map is M^0 for a 256² rig render
+    assert confidence_level(single, 2, 256).mean() == pytest.approx(m.mean(), abs=0.01)
+    pyramid = tuple(rng.random((s, s)).astype(np.float32) for s in (64, 128, 256))
+    with_levels = _motion(pyramid[-1], pyramid)  # the model's own levels are shown as they are
+    assert all(confidence_level(with_levels, i, 256) is pyramid[i] for i in range(3))
 
 
 def test_diagnostics_match_the_pipeline_warp_error(studio, preview):

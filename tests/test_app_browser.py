@@ -36,9 +36,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
+    from internet.app.settings import StudioLimits
+    from internet.app.studio import Studio
     from internet.pipeline import Animator
-    from internet.studio import Studio
-    from internet.studio_settings import StudioLimits
 
     limits = StudioLimits(max_seconds=30, preview_seconds=1.0)
     return Studio(Animator(None), limits, work_root=tmp_path_factory.mktemp("work"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from internet.media import read_video_stats
+from internet.video.io import read_video_stats
 from tests.media_factory import ffmpeg
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -27,9 +27,9 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import app
+    from internet.app.settings import StudioLimits
+    from internet.app.studio import Studio
     from internet.pipeline import Animator
-    from internet.studio import Studio
-    from internet.studio_settings import StudioLimits
 
     limits = StudioLimits(preview_concurrency=2, render_concurrency=1, max_queue=8, max_file_size="1mb")
     work = tmp_path_factory.mktemp("work")

@@ -31,8 +31,8 @@ from safetensors.torch import load_file, save_file
 from internet import INTERNet, load_config
 from internet.animate import main
 from internet.errors import CheckpointError, InputError
-from internet.media import read_video_stats
 from internet.pipeline import AnimateOptions, Animator, OutputPaths
+from internet.video.io import read_video_stats
 from tests import bad_media
 
 ROOT = Path(__file__).resolve().parents[1]

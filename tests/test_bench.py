@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from internet import bench as bench_module
-from internet import bench_pipeline
+from benchmarks import inference as bench_module
+from benchmarks import pipeline as bench_pipeline
 
 
 def test_pipeline_bench_row_has_cold_warm_and_both_pipelines(tmp_path):
@@ -24,14 +24,14 @@ def test_pipeline_bench_row_has_cold_warm_and_both_pipelines(tmp_path):
 
 
 def test_malloc_arena_limit_takes_on_linux():
-    from internet.memory import limit_malloc_arenas
+    from internet.speedups.memory import limit_malloc_arenas
 
     assert limit_malloc_arenas(8) is sys.platform.startswith("linux")  # glibc here; 8 arenas: a loose cap
 
 
 _HUGE_PAGES_PROBE = """
 import sys
-from internet.memory import enable_huge_pages
+from internet.speedups.memory import enable_huge_pages
 print(enable_huge_pages())
 import torch
 x = torch.empty(64 << 20, dtype=torch.uint8).fill_(1)  # 64 MB, touched
@@ -49,7 +49,7 @@ def _probe(extra_env: dict) -> tuple[bool, int]:
 
 
 def test_huge_pages_are_asked_for_only_where_the_kernel_gives_them(tmp_path, monkeypatch):
-    from internet.memory import THP_VARIABLE, enable_huge_pages, huge_pages_available
+    from internet.speedups.memory import THP_VARIABLE, enable_huge_pages, huge_pages_available
 
     monkeypatch.delenv(THP_VARIABLE, raising=False)
     never = tmp_path / "never"
@@ -68,7 +68,7 @@ def test_huge_pages_are_asked_for_only_where_the_kernel_gives_them(tmp_path, mon
 def test_enable_huge_pages_backs_large_tensors_with_huge_pages():
     """In a fresh interpreter, a 64 MB tensor made after ``enable_huge_pages()`` lies in huge pages (the kernel's
     own accounting, /proc/self/smaps); with the opt-out it does not."""
-    from internet.memory import THP_SETTING, huge_pages_available
+    from internet.speedups.memory import THP_SETTING, huge_pages_available
 
     if not huge_pages_available():
         pytest.skip("this kernel gives no transparent huge pages")
@@ -81,7 +81,7 @@ def test_enable_huge_pages_backs_large_tensors_with_huge_pages():
 
 _REUSE_PROBE = """
 import resource, sys
-from internet.memory import retain_freed_memory
+from internet.speedups.memory import retain_freed_memory
 if sys.argv[1] == "retain":
     assert retain_freed_memory()
 import torch  # (numpy would ask for huge pages itself, which hides the count)
@@ -113,7 +113,7 @@ def test_retained_memory_is_reused_without_page_faults(mode):
 
 
 def test_retain_freed_memory_leaves_a_users_setting_alone(monkeypatch):
-    from internet.memory import retain_freed_memory
+    from internet.speedups.memory import retain_freed_memory
 
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "12345")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "67890")
@@ -124,8 +124,8 @@ def test_retain_freed_memory_leaves_a_users_setting_alone(monkeypatch):
 def test_model_bench_reports_ratio_agreement_and_flops():
     """The fast-vs-reference row of a tiny preset: both timed, outputs compared, FLOPs counted (the packed
     convolutions are invisible to FlopCounterMode, so this guards the count against reading 0)."""
-    from internet.bench import bench_fast
-    from internet.fast import MAX_ABS_DIFF
+    from benchmarks.inference import bench_fast
+    from benchmarks.reference import MAX_ABS_DIFF
 
     row = bench_fast("tiny", "cpu", frames=2, rounds=1, levers=True)
     assert row.ms_per_frame > 0 and row.reference_ms_per_frame > 0 and row.ratio > 0
@@ -139,8 +139,8 @@ def test_model_bench_reports_ratio_agreement_and_flops():
 def test_original_environment_bench_gives_each_path_its_own_allocator(monkeypatch):
     """The fast path's process sees the app's allocator variables, the reference's process none of them; the
     two processes build the same weights and frames (their outputs agree)."""
-    from internet.bench import bench_environments
-    from internet.fast import MAX_ABS_DIFF
+    from benchmarks.inference import bench_environments
+    from benchmarks.reference import MAX_ABS_DIFF
 
     settings = {"THP_MEM_ALLOC_ENABLE": "1", "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
                 "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}  # fmt: skip
@@ -174,7 +174,7 @@ def test_accelerator_section_runs_on_any_device():
     """The GPU section (run only where CUDA is, never in CI) exercised on the CPU with the tiny preset: every
     precision and batch timed, the float32 fast path agreeing with the eager reference, the best row picked
     from the numbers. torch.compile is left out here (minutes on CPU); FastOptions(compile=True) has its own test."""
-    from internet.fast import MAX_ABS_DIFF
+    from benchmarks.reference import MAX_ABS_DIFF
 
     row = bench_module.bench_accelerator("tiny", "cpu", batches=(1, 2), compiled=False, repeats=1)
     assert set(row.fps) == {"fp32/batch1", "fp32/batch2", "bf16/batch1", "bf16/batch2"}

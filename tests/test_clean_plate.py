@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from internet.poserig import Landmarks, PoseRig, RigOptions
+from internet.sources.poserig import Landmarks, PoseRig, RigOptions
 from tests.test_poserig import STANDING, _pose, draw_figure
 
 SCALE = 3  # the 96 px test figure at 288 px

@@ -14,7 +14,7 @@ from PIL import Image
 
 from internet import INTERNet, load_config
 from internet.animate import main
-from internet.media import read_video_stats
+from internet.video.io import read_video_stats
 from tests.media_factory import SHARED_CLIP, SHARED_PHOTO, make_video
 
 ROOT = Path(__file__).resolve().parents[1]

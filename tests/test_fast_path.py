@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.reference import MAX_ABS_DIFF, MIN_PSNR_DB, FastINTERNet, FastOptions, compare
 from internet.config import load_config
-from internet.fast import MAX_ABS_DIFF, MIN_PSNR_DB, FastINTERNet, FastOptions, compare
 from internet.model import INTERNet
 
 
@@ -106,15 +106,15 @@ def test_the_pipelines_channels_last_model_source_matches_the_eager_model() -> N
 
     import numpy as np
 
-    from internet.model_source import ModelSource
     from internet.pipeline import Animator
+    from internet.sources.model import ModelSource
 
     model = _model("small-128")
     eager = copy.deepcopy(model)
     size = model.config.image_size
     source, driving = _frames(1, size, 1), _frames(3, size, 2)
     to_rgb = lambda t: (t.permute(1, 2, 0) * 255).round().byte().numpy()  # noqa: E731
-    animator = Animator(model)
+    animator = Animator.for_inference(model)
     convs = [p for p in animator.model.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     motion = ModelSource(animator.model, to_rgb(source[0]), relative=False)
@@ -136,8 +136,8 @@ def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -
 
     import torch.nn.functional as F
 
-    from internet.fast import SubPixelUpBlock, prepack_convolutions, subpixel_upsampling
     from internet.layers import UpBlock
+    from internet.speedups.inference_copy import SubPixelUpBlock, prepack_convolutions, subpixel_upsampling
 
     torch.manual_seed(0)
     block = UpBlock(5, 7).eval()
@@ -167,8 +167,8 @@ def test_subpixel_up_block_is_upsampling_then_convolution(channels_last: bool) -
 
 
 def test_inference_copy_leaves_the_model_alone_and_agrees_with_it() -> None:
-    from internet.fast import SubPixelUpBlock, inference_copy
     from internet.layers import UpBlock
+    from internet.speedups.inference_copy import SubPixelUpBlock, inference_copy
 
     model = _model("tiny")
     fast = inference_copy(model)
@@ -195,7 +195,7 @@ def test_packed_convolution_is_the_plain_convolution(channels_last: bool) -> Non
 
     import torch.nn.functional as F
 
-    from internet.fast import PackedConv2d, prepack_convolutions
+    from internet.speedups.inference_copy import PackedConv2d, prepack_convolutions
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(6, 10, 3, stride=2, padding=1)
@@ -234,7 +234,7 @@ def test_merged_motion_heads_are_the_two_heads() -> None:
     """One stacked, zero-padded 7x7 convolution gives the omega and M^0 logits of the two separate layers."""
     import copy
 
-    from internet.fast import MergedHeadsDenseMotion, merge_motion_heads
+    from internet.speedups.inference_copy import MergedHeadsDenseMotion, merge_motion_heads
 
     model = _model("tiny")
     motion = model.dense_motion
@@ -251,8 +251,8 @@ def test_merged_motion_heads_are_the_two_heads() -> None:
 
 def test_in_place_activations_and_the_reference_copy() -> None:
     """Only ReLUs right after a GroupNorm become in-place; the reference form undoes every fast-path change."""
-    from internet.fast import InplaceReLU, _plain_copy, inplace_activations
     from internet.layers import ResBlock
+    from internet.speedups.inference_copy import InplaceReLU, inplace_activations, plain_copy
 
     torch.manual_seed(0)
     block = ResBlock(8).eval()
@@ -263,7 +263,7 @@ def test_in_place_activations_and_the_reference_copy() -> None:
         assert all(type(m) is InplaceReLU for m in block.body if isinstance(m, torch.nn.ReLU))
         assert torch.equal(block(x), expected)
     fast = FastINTERNet(_model("tiny"))
-    plain = _plain_copy(fast.model)
+    plain = plain_copy(fast.model)
     fast_only = ("SubPixelUpBlock", "PackedConv2d", "MergedHeadsDenseMotion", "InplaceReLU")
     assert any(type(m).__name__ in fast_only for m in fast.model.modules())
     assert not any(type(m).__name__ in fast_only for m in plain.modules())
@@ -275,7 +275,7 @@ def test_compile_leaves_the_packing_to_inductor() -> None:
     """With ``compile`` the model keeps plain convolutions (inductor freezes and packs them itself; our pack
     caches would make dynamo recompile per layer); without it they are packed. Compiling itself is not run here
     (minutes on CPU)."""
-    from internet.fast import MergedHeadsDenseMotion, PackedConv2d
+    from internet.speedups.inference_copy import MergedHeadsDenseMotion, PackedConv2d
 
     def kinds(options: FastOptions) -> set[type]:
         return {type(m) for m in FastINTERNet(_model("tiny"), options).model.modules()}

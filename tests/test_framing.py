@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from internet.framing import Box, Crop, centre_crop, frame_source, frame_video, person_box
+from internet.video.framing import Box, Crop, centre_crop, frame_source, frame_video, person_box
 
 
 def _dot_image(h: int, w: int, x: int, y: int) -> np.ndarray:
@@ -114,7 +114,7 @@ def test_a_crop_at_its_output_size_is_a_writable_copy():
 
 
 def test_fit_crop_grows_and_moves_as_little_as_it_must():
-    from internet.framing import fit_crop
+    from internet.video.framing import fit_crop
 
     crop = Crop(0, 0, 100)
     assert fit_crop(crop, Box(20, 20, 80, 80), 0.05) == crop  # already inside
@@ -131,8 +131,8 @@ def test_raised_hands_stay_in_the_output_frame(tmp_path):
     import cv2
 
     from internet.pipeline import AnimateOptions, Animator, KnownPose
-    from internet.poserig import Landmarks
-    from internet.poserig.rig import ANCHOR_NAMES
+    from internet.sources.poserig import Landmarks
+    from internet.sources.poserig.rig import ANCHOR_NAMES
     from tests.media_factory import write_frames
     from tests.test_reference import _raise_arms
     from training.synthrunway import ClipSpec, generate_clip

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from internet.errors import InputError
-from internet.media import VideoReader, load_image, probe_video
+from internet.video.images import load_image
+from internet.video.io import VideoReader, probe_video
 from tests import bad_media
 
 LONG_RUN = int(os.environ.get("INTERNET_FUZZ_EXAMPLES", "0"))
@@ -136,7 +137,7 @@ def test_probe_and_decode_on_mutated_files(data, suffix):
 MEMORY_PROBE = """
 import resource, sys
 from internet.errors import InputError
-from internet.media import load_image
+from internet.video.images import load_image
 try:
     load_image(sys.argv[1])
 except InputError:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from internet import media
 from internet.errors import InputError
-from internet.media import VideoReader, VideoWriter, load_image, probe_video, read_video_stats
+from internet.video import images
+from internet.video.images import load_image
+from internet.video.io import VideoReader, VideoWriter, probe_video, read_video_stats
 from tests.media_factory import ffmpeg, make_vfr_video, make_video
 
 
@@ -78,7 +79,7 @@ def test_huge_image_is_downscaled_and_pixel_limit(tmp_path, monkeypatch):
     assert rgb.shape == (8, 1000, 3)
     Image.fromarray(wide).save(tmp_path / "wide.jpg")
     assert max(load_image(tmp_path / "wide.jpg", max_side=1000).shape) == 1000
-    monkeypatch.setattr(media, "MAX_DECODED_PIXELS", 1_000_000)
+    monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 1_000_000)
     with pytest.raises(InputError, match="limit"):
         load_image(tmp_path / "wide.png")
 

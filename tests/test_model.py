@@ -12,10 +12,10 @@ from torch import nn
 
 from internet import PRESETS, CheckpointError, ConfigError, INTERNet, load_config
 from internet.config import parse_overrides
-from internet.discriminator import MultiScaleDiscriminator
 from internet.generator import deformable_skip
 from internet.geometry import Anchors, identity_grid
 from internet.layers import ConvBlock
+from training.discriminator import MultiScaleDiscriminator
 
 torch.set_num_threads(2)
 
@@ -215,7 +215,7 @@ def test_parse_overrides_nests_and_types():
 
 
 def test_frame_motion_exposes_the_confidence_pyramid():
-    from internet.frames import FrameMotion
+    from internet.sources.frames import FrameMotion
 
     levels = tuple(np.full((4 * 2**i, 4 * 2**i), i / 2, np.float32) for i in range(3))
     m = FrameMotion(*(np.zeros(1),) * 6, confidence=levels[-1], confidence_levels=levels)

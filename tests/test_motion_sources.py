@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from internet import INTERNet, load_config
-from internet.model_source import ModelSource
+from internet.sources.model import ModelSource
 
 
 def test_relative_model_motion_keeps_the_detected_driving_anchors_for_overlays():

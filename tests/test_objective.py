@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from internet import INTERNet, load_config
-from internet.discriminator import MultiScaleDiscriminator
 from internet.errors import CheckpointError
 from internet.geometry import Anchors, ThinPlateSpline, identity_grid
 from training.config import LossConfig
+from training.discriminator import MultiScaleDiscriminator
 from training.objective import (
     Objective,
     PerceptualLoss,

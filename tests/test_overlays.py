@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from internet.frames import FrameMotion, FrameResult
-from internet.overlays import (
+from internet.sources.frames import FrameMotion, FrameResult
+from internet.video.overlays import (
     dominant_weight_map,
     draw_anchors,
     flow_colour,
@@ -15,7 +15,7 @@ from internet.overlays import (
     palette,
     side_by_side,
 )
-from internet.temporal import WarpErrorMeter
+from internet.video.temporal import WarpErrorMeter
 
 
 def _identity(h: int, w: int) -> np.ndarray:

@@ -13,9 +13,9 @@ import torch
 
 from internet import INTERNet, load_config
 from internet.errors import InputError
-from internet.media import probe_video, read_video_stats
 from internet.pipeline import AnimateOptions, Animator, Cancelled, KnownPose, OutputPaths, Progress
-from internet.poserig import Landmarks
+from internet.sources.poserig import Landmarks
+from internet.video.io import probe_video, read_video_stats
 from tests.media_factory import SHARED_CLIP, SHARED_PHOTO, make_video, write_frames
 from training.synthrunway import ClipSpec, generate_clip
 
@@ -250,10 +250,12 @@ def test_result_only_pose_rig_decodes_the_video_once(clip, tmp_path, monkeypatch
     """Without side-by-side, overlays or kept frames, pass 2 reads pass 1's grey spool instead of decoding the
     video again: one reader instead of two, the same frames, a temporal meter within resampling noise of the
     full-size one, the spool file closed afterwards."""
-    import internet.pipeline as pipeline
+    from internet.pipeline import analysis, render
+    from internet.pipeline.spool import GreySpool
+    from internet.video.io import VideoReader
 
     readers, spools = [], []
-    reader_class, spool_class = pipeline.VideoReader, pipeline._GreySpool
+    reader_class, spool_class = VideoReader, GreySpool
 
     def counting_reader(*args, **kwargs):
         readers.append(kwargs.get("size"))
@@ -264,8 +266,9 @@ def test_result_only_pose_rig_decodes_the_video_once(clip, tmp_path, monkeypatch
             super().__init__(size)
             spools.append(self)
 
-    monkeypatch.setattr(pipeline, "VideoReader", counting_reader)
-    monkeypatch.setattr(pipeline, "_GreySpool", TrackedSpool)
+    for module in (analysis, render):  # pass 1 and pass 2
+        monkeypatch.setattr(module, "VideoReader", counting_reader)
+    monkeypatch.setattr(analysis, "GreySpool", TrackedSpool)
     options = AnimateOptions(size=SIZE, centre_crop=True)
     animator = Animator(None)
     once = animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "once.mp4"),
@@ -285,12 +288,12 @@ def test_result_only_pose_rig_decodes_the_video_once(clip, tmp_path, monkeypatch
 
 
 def test_grey_spool_round_trip_and_the_meter_takes_grey():
-    from internet.pipeline import _GreySpool
-    from internet.temporal import WarpErrorMeter
+    from internet.pipeline.spool import GreySpool
+    from internet.video.temporal import WarpErrorMeter
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (40, 30, 3), dtype=np.uint8) for _ in range(5)]
-    spool = _GreySpool((30, 40))  # the frames' own size: only the grey conversion happens
+    spool = GreySpool((30, 40))  # the frames' own size: only the grey conversion happens
     for frame in frames:
         spool.append(frame)
     back = list(spool.frames())
@@ -314,7 +317,7 @@ def test_grey_spool_round_trip_and_the_meter_takes_grey():
 def test_single_threaded_blas_limits_and_restores():
     from threadpoolctl import threadpool_info
 
-    from internet.blas import single_threaded_blas
+    from internet.speedups.blas import single_threaded_blas
 
     def blas_threads():
         return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
@@ -330,25 +333,25 @@ def test_single_threaded_blas_limits_and_restores():
 def test_the_photo_pose_is_detected_once_per_photo(monkeypatch):
     """Animator keeps MediaPipe's result for recent photos by their pixels: the same photo again is not
     detected again, another photo (or the same pixels in another shape) is, and the kept arrays are read-only."""
-    from internet import pipeline
+    from internet.pipeline import photo as pipeline
 
     calls = []
 
     def fake_detect(rgb):
         calls.append(rgb.shape)
         points = np.full((13, 2), float(rgb[0, 0, 0]), np.float32)
-        return pipeline._SourceMarks(Landmarks(points, np.ones(13, np.float32), np.zeros((4, 4), np.float32)), 1.0)
+        return pipeline.SourceMarks(Landmarks(points, np.ones(13, np.float32), np.zeros((4, 4), np.float32)), 1.0)
 
     monkeypatch.setattr(pipeline, "_detect_source", fake_detect)
-    photos = pipeline._PhotoPoses()
+    photos = pipeline.PhotoPoses()
     a, b = np.zeros((8, 6, 3), np.uint8), np.full((8, 6, 3), 7, np.uint8)
-    first = photos.detect(a)
-    assert photos.detect(a.copy()) is first and calls == [(8, 6, 3)]
-    assert photos.detect(b).points[0, 0] == 7 and photos.detect(a.reshape(6, 8, 3)) is not first
+    first = photos.find(a)
+    assert photos.find(a.copy()) is first and calls == [(8, 6, 3)]
+    assert photos.find(b).points[0, 0] == 7 and photos.find(a.reshape(6, 8, 3)) is not first
     assert len(calls) == 3
     with pytest.raises(ValueError):
         first.landmarks.points[0, 0] = 1.0
-    for i in range(pipeline._PhotoPoses.CAPACITY):  # the oldest entries make room
-        photos.detect(np.full((8, 6, 3), 100 + i, np.uint8))
-    photos.detect(a)
-    assert len(calls) == 4 + pipeline._PhotoPoses.CAPACITY
+    for i in range(pipeline.PhotoPoses.CAPACITY):  # the oldest entries make room
+        photos.find(np.full((8, 6, 3), 100 + i, np.uint8))
+    photos.find(a)
+    assert len(calls) == 4 + pipeline.PhotoPoses.CAPACITY

@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from internet.frames import FrameMotion
-from internet.poserig import (
+from internet.skeleton import JOINT
+from internet.sources.frames import FrameMotion
+from internet.sources.poserig import (
     ANCHOR_NAMES,
     ExactProvider,
     Landmarks,
@@ -25,9 +26,8 @@ from internet.poserig import (
     limb_angle_correlation,
     pose_distance,
 )  # fmt: skip
-from internet.poserig.filters import LandmarkSmoother
-from internet.poserig.retarget import retarget
-from internet.skeleton import JOINT
+from internet.sources.poserig.filters import LandmarkSmoother
+from internet.sources.poserig.retarget import retarget
 
 S = 96
 GREEN = np.array([0, 255, 0])
@@ -294,7 +294,7 @@ MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 @pytest.mark.skipif(not (MEDIA / "drive_dance_indoor_yellow_top.mp4").exists(), reason="shared media absent")
 def test_rig_follows_the_real_driver() -> None:
-    from internet.poserig.evaluate import evaluate_rig, read_frames
+    from internet.sources.poserig.quality import evaluate_rig, read_frames
 
     photo = cv2.cvtColor(cv2.imread(str(MEDIA / "photo_ubc_frame_silver_dress.jpg")), cv2.COLOR_BGR2RGB)
     clip, fps = read_frames(str(MEDIA / "drive_dance_indoor_yellow_top.mp4"), seconds=2.0)
@@ -308,7 +308,7 @@ def test_mediapipe_is_imported_without_matplotlib():
     """import_mediapipe() skips the matplotlib.pyplot import that MediaPipe's drawing helpers make (0.67 s),
     leaves sys.modules as it was for later real imports, and the helpers' plt still reaches the real pyplot."""
     code = (
-        "import sys; from internet.poserig.landmarks import import_mediapipe; mp = import_mediapipe(); "
+        "import sys; from internet.sources.landmarks import import_mediapipe; mp = import_mediapipe(); "
         "print('matplotlib' in sys.modules, 'matplotlib.pyplot' in sys.modules); "
         "f = mp.solutions.drawing_utils.plt.figure; import matplotlib.pyplot as plt; "
         "print(f is plt.figure, type(plt).__name__, import_mediapipe() is mp)"
@@ -325,7 +325,7 @@ def test_a_stand_in_used_by_another_thread_waits_for_the_real_module():
     import colorsys
     import threading
 
-    from internet.poserig import landmarks
+    from internet.sources import landmarks
 
     stand_in, got = landmarks._Deferred("colorsys"), []
     with landmarks._import_lock:

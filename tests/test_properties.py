@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from internet.config import PRESETS, ModelConfig, from_dict, load_config, merge, parse_overrides, to_dict
 from internet.errors import ConfigError
-from internet.framing import Box, Crop, frame_video
 from internet.geometry import (
     Anchors,
     compose_flow,
@@ -27,6 +26,7 @@ from internet.geometry import (
     resize_grid,
     warp,
 )
+from internet.video.framing import Box, Crop, frame_video
 from training.config import ExperimentConfig, experiment_to_dict, load_experiment
 
 TEMPORAL = ["none", "extrinsic", "intrinsic"]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from internet.pipeline import AnimateOptions, Animator, KnownPose
-from internet.poserig import Landmarks
-from internet.poserig.rig import ANCHOR_NAMES
 from internet.skeleton import JOINT
+from internet.sources.poserig import Landmarks
+from internet.sources.poserig.rig import ANCHOR_NAMES
 from tests.media_factory import write_frames
 from training.synthrunway import ClipSpec, generate_clip
 
@@ -83,7 +83,7 @@ def test_the_default_reference_leaves_no_offset_from_a_raised_first_frame(raised
 
 
 def test_auto_keeps_a_small_offset_of_the_photo_and_drops_a_large_one():
-    from internet.poserig.retarget import retarget
+    from internet.sources.poserig.retarget import retarget
 
     source = np.array(
         [

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from internet.media import VideoReader, probe_video, read_video_stats
 from internet.pipeline import AnimateOptions, Animator
-from internet.poserig.retarget import torso_length
+from internet.sources.poserig.retarget import torso_length
+from internet.video.io import VideoReader, probe_video, read_video_stats
 from tests.media_factory import SHARED_CLIP, SHARED_PHOTO, ffmpeg
 
 SHARED = pytest.mark.skipif(not (SHARED_PHOTO.is_file() and SHARED_CLIP.is_file()), reason="../shared/media absent")

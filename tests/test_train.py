@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from internet import INTERNet
-from internet.discriminator import MultiScaleDiscriminator
 from internet.errors import CheckpointError, ConfigError
 from training.checkpointing import Progress, Trainables, latest_checkpoint, list_checkpoints, load_checkpoint
 from training.config import ExperimentConfig, load_experiment, replace
 from training.data import SynthRunwayDataset, VideoSample
+from training.discriminator import MultiScaleDiscriminator
 from training.synthrunway import generate
 from training.train import TrainingError, main, training_loop
 from training.visualize import anchor_colors, draw_anchors, training_grid

@@ -1,4 +1,4 @@
-"""Plots for docs/performance.md from the JSON of ``python -m internet.bench``.
+"""Plots for docs/performance.md from the JSON of ``python -m benchmarks.inference``.
 
     python tools/performance_figures.py --bench docs/performance/bench.json --out docs/performance
 
@@ -70,7 +70,7 @@ def memory(bench: dict, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bench", type=Path, required=True, help="JSON written by python -m internet.bench --json")
+    parser.add_argument("--bench", type=Path, required=True, help="JSON of python -m benchmarks.inference --json")
     parser.add_argument("--out", type=Path, default=Path("docs/performance"))
     args = parser.parse_args(argv)
     bench = json.loads(args.bench.read_text())

@@ -3,7 +3,7 @@
 For each driving clip, each ``--max-seconds`` and each option set, this runs the CLI exactly as a user would
 (``python -m internet.animate PHOTO CLIP -o out.mp4 --max-seconds S [options]``, 512² by default), re-detects
 the pose on the output with MediaPipe (a fresh tracker) and correlates each limb's angle with the driver's
-(:func:`~internet.poserig.posemetrics.centred_limb_angle_correlation`: 8 limbs, angles centred on their
+(:func:`~internet.sources.poserig.posemetrics.centred_limb_angle_correlation`: 8 limbs, angles centred on their
 median, the first ``--frames`` frames). The driver's angles come from MediaPipe on the original frames, and,
 for SynthRunway drivers, from their exact joints as well. The driving clip itself (resized to the output's
 size) is scored the same way: the figure's ceiling.
@@ -33,12 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from internet.framing import person_box, square_around  # noqa: E402
-from internet.media import VideoReader, probe_video  # noqa: E402
 from internet.pipeline import AnimateOptions, Animator  # noqa: E402
-from internet.poserig.evaluate import detect_sequence  # noqa: E402
-from internet.poserig.posemetrics import centred_limb_angle_correlation  # noqa: E402
-from internet.poserig.retarget import torso_length  # noqa: E402
+from internet.sources.poserig.posemetrics import centred_limb_angle_correlation  # noqa: E402
+from internet.sources.poserig.quality import detect_sequence  # noqa: E402
+from internet.sources.poserig.retarget import torso_length  # noqa: E402
+from internet.video.framing import person_box, square_around  # noqa: E402
+from internet.video.io import VideoReader, probe_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]  # JOINT_NAMES with left and right exchanged
@@ -163,7 +163,7 @@ def synthrunway_clip(folder: Path, out: Path) -> tuple[Path, np.ndarray]:
         frames = [cv2.imread(str(p)) for p in sorted((folder / "frames").glob("*.png"))]
         fps = json.loads((folder / "meta.json").read_text()).get("fps", 30)
         h, w = frames[0].shape[:2]
-        from internet.media import ffmpeg_exe
+        from internet.video.io import ffmpeg_exe
 
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
                "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-crf", "0", "-pix_fmt", "yuv444p",

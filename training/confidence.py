@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from internet.errors import CheckpointError, InputError
 from internet.model import INTERNet
 from training.data import fit_frame, load_clip, to_tensor
-from training.synthrunway_figure import sample_scene
-from training.synthrunway_render import backward_flow, render_frame
+from training.synthrunway.figure import sample_scene
+from training.synthrunway.render import backward_flow, render_frame
 
 
 def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:

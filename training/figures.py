@@ -8,7 +8,7 @@
   soft weight omega (Eq 5), the confidence maps M^i at the three skip scales, and the output;
 - ``side_by_side.gif``: driving | SS4x-a | SS4x-b | SS4x-c | MS-c on one test clip.
 
-Drawing reuses ``internet.overlays``; everything is rendered from the checkpoints given.
+Drawing reuses ``internet.video.overlays``; everything is rendered from the checkpoints given.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from internet.model import INTERNet, INTERNetOutput
-from internet.overlays import dominant_weight_map, draw_anchors, heatmap, label
+from internet.video.overlays import dominant_weight_map, draw_anchors, heatmap, label
 from training.evaluate import TestClip, reenact, synthrunway_clips
 
 CURVES = ("G/total", "G/perceptual", "G/temporal", "D/total")

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from torch import nn
 
-from internet.discriminator import DiscriminatorOutput
 from internet.geometry import Anchors, ThinPlateSpline, flow_pixels_to_grid, invert_2x2, warp
 from internet.model import INTERNetOutput
 from training.config import LossConfig
+from training.discriminator import DiscriminatorOutput
 from training.vgg import (
     PERCEPTUAL_LAYERS,
     PERCEPTUAL_WEIGHTS,

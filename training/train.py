@@ -31,7 +31,6 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from internet.discriminator import MultiScaleDiscriminator
 from internet.errors import CheckpointError, ConfigError, InputError
 from internet.model import INTERNet
 from training import distributed
@@ -46,6 +45,7 @@ from training.checkpointing import (
 )
 from training.config import ExperimentConfig, experiment_to_dict, load_experiment, with_overrides
 from training.data import VideoSample, collate_samples
+from training.discriminator import MultiScaleDiscriminator
 from training.distributed import ResumableSampler
 from training.objective import Objective
 
