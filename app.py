@@ -54,24 +54,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                     driving = gr.Video(
                         label="Driving video", sources=["upload"], height=300, elem_id="driving"
                     )
-                with gr.Row():
-                    photos = sorted(EXAMPLES.glob("source_*.png")) + sorted(EXAMPLES.glob("runway_*.png"))
-                    gr.Examples(
-                        [[str(p)] for p in photos],
-                        [source],
-                        label="Example photos",
-                        examples_per_page=6,
-                        cache_examples=False,
-                        elem_id="photo-examples",
-                    )
-                    clips = sorted(EXAMPLES.glob("runway_*.mp4"))
-                    gr.Examples(
-                        [[str(c)] for c in clips],
-                        [driving],
-                        label="Example driving clips",
-                        cache_examples=False,
-                        elem_id="clip-examples",
-                    )
+                examples(source, driving)
                 settings = settings_accordion(limits, studio.has_model)
                 with gr.Row():
                     preview_btn = gr.Button("Preview", elem_id="preview-btn")
@@ -84,16 +67,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                 with gr.Tab("Render", id="render"):
                     rendered = render_outputs()
         with gr.Tab("Diagnostics"):
-            gr.Markdown(DIAGNOSTICS)
-            with gr.Row():
-                plot = gr.LinePlot(
-                    x="frame", y="warp error", color="run", label="Warp error per frame", scale=3
-                )
-                with gr.Column(scale=2):
-                    diag_frame = gr.Slider(0, 1, value=0, step=1, label="Preview frame", interactive=False)
-                    heat = gr.Image(label="Warp error × M over the output", height=256, interactive=False)
-            with gr.Accordion("Model card", open=False):
-                gr.Markdown(studio.model_card())
+            plot, diag_frame, heat = diagnostics_tab(studio.model_card())
 
         inputs = [source, driving, *settings.as_list()]
         inspect_io = ([preview_state, panel.frame, panel.anchors, panel.level], panel.tiles)
@@ -129,6 +103,38 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
         diag_frame.change(studio.diagnostics, *diag_io, **QUICK)
         panel.export.click(studio.export, [preview_state, panel.frame], panel.exported, **PRIVATE)
     return demo
+
+
+def examples(source: gr.Image, driving: gr.Video) -> None:
+    """The example photos and driving clips (``assets/examples``) under the two inputs."""
+    with gr.Row():
+        photos = sorted(EXAMPLES.glob("source_*.png")) + sorted(EXAMPLES.glob("runway_*.png"))
+        gr.Examples(
+            [[str(p)] for p in photos],
+            [source],
+            label="Example photos",
+            examples_per_page=6,
+            cache_examples=False,
+            elem_id="photo-examples",
+        )
+        clips = sorted(EXAMPLES.glob("runway_*.mp4"))
+        gr.Examples(
+            [[str(c)] for c in clips], [driving], label="Example driving clips", cache_examples=False,
+            elem_id="clip-examples",
+        )  # fmt: skip
+
+
+def diagnostics_tab(card: str) -> tuple[gr.LinePlot, gr.Slider, gr.Image]:
+    """The warp-error plot, the preview frame's heatmap and its slider, and the model card."""
+    gr.Markdown(DIAGNOSTICS)
+    with gr.Row():
+        plot = gr.LinePlot(x="frame", y="warp error", color="run", label="Warp error per frame", scale=3)
+        with gr.Column(scale=2):
+            frame = gr.Slider(0, 1, value=0, step=1, label="Preview frame", interactive=False)
+            heat = gr.Image(label="Warp error × M over the output", height=256, interactive=False)
+    with gr.Accordion("Model card", open=False):
+        gr.Markdown(card)
+    return plot, frame, heat
 
 
 def warm_up() -> threading.Thread:

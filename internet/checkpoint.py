@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,12 +51,11 @@ def _check_names_and_shapes(path: Path, found: dict[str, tuple], expected: dict[
             raise CheckpointError(f"{path}: tensor {name} has shape {shape}, expected {expected[name]}")
 
 
-def check_weights_fit(config: ModelConfig, path: Path) -> None:
-    """Check the tensor names and shapes in ``path``'s header against the model ``config`` describes, built
-    on the meta device: nothing is allocated or read, so a config.json that does not match its weights (or
-    asks for terabytes of channels) is a CheckpointError instead of an allocation failure."""
-    from internet.model import INTERNet  # internet.model imports this module
-
+def check_weights_fit(config: ModelConfig, path: Path, build: Callable[[ModelConfig], nn.Module]) -> None:
+    """Check the tensor names and shapes in ``path``'s header against the model ``build(config)`` makes
+    (``INTERNet``), built on the meta device: nothing is allocated or read, so a config.json that does not
+    match its weights (or asks for terabytes of channels) is a CheckpointError instead of an allocation
+    failure."""
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path}")
     try:
@@ -65,7 +65,7 @@ def check_weights_fit(config: ModelConfig, path: Path) -> None:
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc})") from None
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in INTERNet(config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path.parent}: config.json describes a model that cannot be built ({exc})") from None
     _check_names_and_shapes(path, found, expected)

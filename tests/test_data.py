@@ -20,8 +20,8 @@ from training.data import (
     driving_index,
     fit_frame,
     load_clip,
-    probe_video,
-    read_frames,
+    probe_training_video,
+    read_training_frames,
     sample_generator,
 )
 from training.flow import FlowCache, estimate_backward_flow
@@ -168,18 +168,18 @@ def test_video_folder_skips_bad_files_with_warnings(video_root: Path) -> None:
 )
 def test_probe_names_the_bad_file(video_root: Path, name: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        probe_video(video_root / name)
+        probe_training_video(video_root / name)
 
 
 def test_mixed_frame_sizes_are_reported(tmp_path: Path) -> None:
     for t, size in enumerate((32, 32, 40)):
         cv2.imwrite(str(tmp_path / f"{t:05d}.png"), np.zeros((size, size, 3), np.uint8))
     with pytest.raises(InputError, match="Mixed frame sizes"):
-        probe_video(tmp_path)
+        probe_training_video(tmp_path)
 
 
 def test_lazy_reads_match_sequential_decoding(video_root: Path) -> None:
-    info = probe_video(video_root / "good.mp4")
+    info = probe_training_video(video_root / "good.mp4")
     capture = cv2.VideoCapture(str(video_root / "good.mp4"))
     sequential = []
     while True:
@@ -190,7 +190,7 @@ def test_lazy_reads_match_sequential_decoding(video_root: Path) -> None:
     capture.release()
     assert len(sequential) == LONG
     wanted = [0, 45, 66, 67]
-    frames = read_frames(info, wanted)
+    frames = read_training_frames(info, wanted)
     for i in wanted:
         np.testing.assert_array_equal(frames[i], sequential[i])
 

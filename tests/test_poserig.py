@@ -294,10 +294,10 @@ MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 @pytest.mark.skipif(not (MEDIA / "drive_dance_indoor_yellow_top.mp4").exists(), reason="shared media absent")
 def test_rig_follows_the_real_driver() -> None:
-    from internet.sources.poserig.quality import evaluate_rig, read_frames
+    from internet.sources.poserig.quality import evaluate_rig, first_seconds
 
     photo = cv2.cvtColor(cv2.imread(str(MEDIA / "photo_ubc_frame_silver_dress.jpg")), cv2.COLOR_BGR2RGB)
-    clip, fps = read_frames(str(MEDIA / "drive_dance_indoor_yellow_top.mp4"), seconds=2.0)
+    clip, fps = first_seconds(str(MEDIA / "drive_dance_indoor_yellow_top.mp4"), seconds=2.0)
     result = evaluate_rig(photo, clip, size=256, fps=fps)
     # Measured 0.92 (rig), 0.34 (frozen), 1.00 (driver) on this 2 s / 256 px excerpt.
     assert result.rig > 0.8

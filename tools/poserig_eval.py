@@ -15,7 +15,7 @@ Contact sheets (driver over output, 8 frames) go to ``--out``; the media's terms
 keep that folder out of the repository (the default is under /tmp).
 
     python tools/poserig_eval.py [--media ../shared/media] [--seconds 3 4.5 9.4] [--frames 72]
-        [--variants default absolute best-frame first-frame] [--synthrunway runs/i21/sr] [--json out.json]
+        [--variants default absolute best-frame first-frame] [--synthrunway runs/poserig/sr] [--json out.json]
 """
 
 from __future__ import annotations

@@ -302,7 +302,7 @@ class SynthRunwayDataset(_SkippingDataset):
 
 
 @dataclass(frozen=True)
-class VideoInfo:
+class TrainingVideo:
     path: Path  # a video file, or a folder of frames
     num_frames: int
     width: int
@@ -315,7 +315,7 @@ class VideoInfo:
         return self.path.stem if self.path.is_file() else self.path.name
 
 
-def probe_video(path: Path | str, min_frames: int = 2) -> VideoInfo:
+def probe_training_video(path: Path | str, min_frames: int = 2) -> TrainingVideo:
     """Check a video file or a folder of frames and read its length and size; InputError names the file."""
     path = Path(path)
     if path.is_dir():
@@ -328,7 +328,7 @@ def probe_video(path: Path | str, min_frames: int = 2) -> VideoInfo:
                 f"Mixed frame sizes in {path}: {files[0].name} is {first.shape[1]}x{first.shape[0]}, "
                 f"{files[-1].name} is {last.shape[1]}x{last.shape[0]}"
             )
-        info = VideoInfo(path, len(files), first.shape[1], first.shape[0], 30.0, files)
+        info = TrainingVideo(path, len(files), first.shape[1], first.shape[0], 30.0, files)
     else:
         capture = cv2.VideoCapture(str(path))
         try:
@@ -341,7 +341,7 @@ def probe_video(path: Path | str, min_frames: int = 2) -> VideoInfo:
             capture.release()
         if count <= 0 or not ok:
             raise InputError(f"The video {path} has no readable frames")
-        info = VideoInfo(path, count, frame.shape[1], frame.shape[0], fps)
+        info = TrainingVideo(path, count, frame.shape[1], frame.shape[0], fps)
     if info.num_frames < min_frames:
         raise InputError(
             f"The video {path} is too short: {info.num_frames} frames, need at least {min_frames}"
@@ -349,7 +349,7 @@ def probe_video(path: Path | str, min_frames: int = 2) -> VideoInfo:
     return info
 
 
-def read_frames(info: VideoInfo, indices: list[int]) -> dict[int, np.ndarray]:
+def read_training_frames(info: TrainingVideo, indices: list[int]) -> dict[int, np.ndarray]:
     """Decode only the requested frames (RGB uint8), seeking forward; InputError names the file."""
     wanted = sorted(set(indices))
     if wanted and (wanted[0] < 0 or wanted[-1] >= info.num_frames):
@@ -448,24 +448,24 @@ class VideoFolderDataset(_SkippingDataset):
             raise InputError(f"Unknown fit mode {fit!r}; choose one of {', '.join(FIT_MODES)}")
         self.size, self.fit, self.min_offset, self.seed, self.epoch = size, fit, min_offset, seed, 0
         self.flow_cache, self.dis_preset = (Path(flow_cache) if flow_cache else None), dis_preset
-        self.videos: list[VideoInfo] = []
+        self.videos: list[TrainingVideo] = []
         for path in find_videos(root, list_file):
             try:
-                self.videos.append(probe_video(path))
+                self.videos.append(probe_training_video(path))
             except InputError as error:
                 warnings.warn(f"Skipping {path}: {error}", stacklevel=2)
         if not self.videos:
             raise InputError(f"No readable videos in {root}")
         self.names = [info.name for info in self.videos]
 
-    def cache_for(self, info: VideoInfo) -> FlowCache | None:
+    def cache_for(self, info: TrainingVideo) -> FlowCache | None:
         if self.flow_cache is None:
             return None
         return FlowCache(self.flow_cache, f"{info.name}_{self.size}_{self.fit}_{self.dis_preset}")
 
     def frames(self, clip_index: int, indices: list[int]) -> dict[int, np.ndarray]:
         """Frames of one video, fitted to the model size."""
-        raw = read_frames(self.videos[clip_index], indices)
+        raw = read_training_frames(self.videos[clip_index], indices)
         return {i: fit_frame(frame, self.size, self.fit) for i, frame in raw.items()}
 
     def flow(self, clip_index: int, t: int, previous: np.ndarray, current: np.ndarray) -> FlowEstimate:

@@ -29,7 +29,7 @@ def load_checkpoint(checkpoint: str | os.PathLike, device: str = "cpu"):
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise InputError(f"{path} is not a checkpoint folder (needs model.safetensors and config.json)")
     try:  # names and shapes first, on the meta device: an absurd config.json must not allocate anything
-        check_weights_fit(read_config(path / "config.json"), path / "model.safetensors")
+        check_weights_fit(read_config(path / "config.json"), path / "model.safetensors", INTERNet)
         return INTERNet.from_pretrained(path, device=device)
     except CheckpointError as error:
         raise InputError(str(error)) from None

@@ -458,6 +458,38 @@ def _downsample(image: np.ndarray, scale: int, h: int) -> np.ndarray:
     return cv2.resize(padded, (h, h), interpolation=cv2.INTER_AREA)
 
 
+def _disk(r: float) -> np.ndarray:
+    k = max(3, int(2 * round(r) + 1))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+
+
+def _hidden_extensions(core: dict[str, np.ndarray], person: np.ndarray, body, size: int):
+    """Hidden extensions under the layers in front, so that seams never show the background: (each layer's
+    region with its extension, the torso's reach under the neck and shoulder caps, the pixel centres)."""
+    t_px = body.torso
+    ext = {n: core[n].copy() for n in LAYER_NAMES}
+    torso_u8 = core["torso"].astype(np.uint8)
+    closed = cv2.morphologyEx(torso_u8, cv2.MORPH_CLOSE, _disk(0.35 * t_px)).astype(bool)
+    # Reach under the head and the shoulder caps (kinematic seams) but not along the arms, which may
+    # leave: what stays behind there must look like the torso, not like an arm-shaped strip.
+    grown = cv2.dilate(torso_u8, _disk(0.12 * t_px)).astype(bool)
+    ys, xs = np.mgrid[0:size, 0:size]
+    q = np.stack([xs, ys], -1).astype(np.float64)
+    seams = [body.ext[NECK]] + [body.ext[JOINT[f"{side}_shoulder"]] for side in ("left", "right")]
+    near_seam = np.min([_distance(q, p) for p in seams], axis=0) < 0.25 * t_px
+    seam_ext = grown & near_seam & person & ~core["torso"]
+    ext["torso"] |= (closed & person) | seam_ext
+    for side in ("left", "right"):  # upper arms reach under their forearms at the elbow
+        elbow = body.ext[JOINT[f"{side}_elbow"]]
+        near_elbow = _distance(q, elbow) < 1.5 * body.radius[f"{side}_upper_arm"]
+        ext[f"{side}_upper_arm"] |= near_elbow & core[f"{side}_forearm"]
+    for side in ("left", "right"):
+        leg_zone = body.segments[f"{side}_thigh"]
+        near_thigh = segment_distance(q, *leg_zone) < body.radius[f"{side}_thigh"]
+        ext[f"{side}_leg"] |= near_thigh & core["torso"]
+    return ext, seam_ext, q
+
+
 def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128) -> SourceLayers:
     """Split the source person into skinned layers (see the module docstring). ``mask`` is (S, S) in [0, 1];
     the meshes and low-res maps live on a (grid, grid) lattice of pixel centres."""
@@ -475,37 +507,11 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
     core = {name: labels == i for i, name in enumerate(LAYER_NAMES)}
     t_px = body.torso
 
-    # Hidden extensions under the layers in front, so that seams never show the background.
-    def disk(r: float) -> np.ndarray:
-        k = max(3, int(2 * round(r) + 1))
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-
-    person_u8 = person.astype(np.uint8)
-    ext = {n: core[n].copy() for n in LAYER_NAMES}
-    torso_u8 = core["torso"].astype(np.uint8)
-    closed = cv2.morphologyEx(torso_u8, cv2.MORPH_CLOSE, disk(0.35 * t_px)).astype(bool)
-    # Reach under the head and the shoulder caps (kinematic seams) but not along the arms, which may
-    # leave: what stays behind there must look like the torso, not like an arm-shaped strip.
-    grown = cv2.dilate(torso_u8, disk(0.12 * t_px)).astype(bool)
-    ys, xs = np.mgrid[0:size, 0:size]
-    q = np.stack([xs, ys], -1).astype(np.float64)
-    seams = [body.ext[NECK]] + [body.ext[JOINT[f"{side}_shoulder"]] for side in ("left", "right")]
-    near_seam = np.min([_distance(q, p) for p in seams], axis=0) < 0.25 * t_px
-    seam_ext = grown & near_seam & person & ~core["torso"]
-    ext["torso"] |= (closed & person) | seam_ext
-    for side in ("left", "right"):  # upper arms reach under their forearms at the elbow
-        elbow = body.ext[JOINT[f"{side}_elbow"]]
-        near_elbow = _distance(q, elbow) < 1.5 * body.radius[f"{side}_upper_arm"]
-        ext[f"{side}_upper_arm"] |= near_elbow & core[f"{side}_forearm"]
-    for side in ("left", "right"):
-        leg_zone = body.segments[f"{side}_thigh"]
-        near_thigh = segment_distance(q, *leg_zone) < body.radius[f"{side}_thigh"]
-        ext[f"{side}_leg"] |= near_thigh & core["torso"]
-    del person_u8
+    ext, seam_ext, q = _hidden_extensions(core, person, body, size)
 
     # Textures: colours extended past each region's edge so bilinear sampling never pulls in background.
     # Colours come from solidly-person pixels only (the mask's fringe mixes in the photo's background).
-    seen = cv2.erode((soft > 0.9).astype(np.uint8), disk(1)).astype(bool)
+    seen = cv2.erode((soft > 0.9).astype(np.uint8), _disk(1)).astype(bool)
     person_rgb = fill_from(source_rgb, seen & ~core["torso"])
     torso_rgb = fill_from(source_rgb, seen & core["torso"])
     ankles = body.ext[[JOINT["left_ankle"], JOINT["right_ankle"]]]

@@ -75,7 +75,7 @@ def evaluate_rig(
     )  # fmt: skip
 
 
-def read_frames(path: str, seconds: float) -> tuple[list[np.ndarray], float]:
+def first_seconds(path: str, seconds: float) -> tuple[list[np.ndarray], float]:
     """The first ``seconds`` of a video as RGB frames, and its frame rate."""
     cap = cv2.VideoCapture(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
