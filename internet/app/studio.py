@@ -12,8 +12,10 @@ into what the components show. ``app.py`` only lays the components out and wires
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +36,8 @@ from internet.app.views import (
     warp_error_image,
     warp_error_table,
 )
-from internet.pipeline import Animator, OutputPaths, Progress, default_checkpoint
+from internet.pipeline import AnimateOptions, Animator, OutputPaths, Progress, default_checkpoint
+from internet.video.io import VideoInfo
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 
@@ -49,6 +52,18 @@ class RenderFiles:
     anchors_json: Path
     warp_error: WarpErrorSeries
     summary: str
+
+
+@dataclass
+class Job:
+    """One request's preview or render, its inputs checked (:meth:`Studio._job`)."""
+
+    folder: Path  # the request's own folder
+    cancel: threading.Event
+    options: AnimateOptions
+    photo: str
+    video: VideoInfo
+    warnings: list[str]  # the settings' warnings; the render's are added
 
 
 class Studio:
@@ -101,22 +116,15 @@ class Studio:
     ) -> tuple[str, PreviewSession, str]:
         """A low-resolution pass over the first seconds: (preview video, session, summary)."""
         settings = Settings(motion, size, mode, best_frame, max_seconds, fps, keep_audio, background)
-        session = session_of(request)
-        with (
-            for_people("preview"),
-            self.folders.new(session) as folder,
-            self.cancels.running(session) as cancel,
-        ):
-            warnings: list[str] = []
-            options = settings.options(self.limits, warnings)
-            photo, video = request_inputs(source, driving, settings.keep_audio, folder)
-            outputs = OutputPaths(video=folder / "preview.mp4")
+        with self._job("preview", session_of(request), settings, source, driving) as job:
+            outputs = OutputPaths(video=job.folder / "preview.mp4")
             limits = self.limits
             result = self.animator.preview(
-                photo, video, options, limits.preview_seconds, limits.preview_size, _reporter(progress, "Preview"),
-                cancel, outputs,
+                job.photo, job.video, job.options, limits.preview_seconds, limits.preview_size,
+                _reporter(progress, "Preview"), job.cancel, outputs,
             )  # fmt: skip
-            preview = PreviewSession.from_frames(result.source, result.frames, result.fps, options.motion)
+            warnings = job.warnings
+            preview = PreviewSession.from_frames(result.source, result.frames, result.fps, job.options.motion)
             warnings += [w for w in result.warnings if "only the first" not in w]  # a preview is always short
             _warn(warnings)
             summary = _summary("Preview", result.frame_count, result.size, result.fps, result.has_audio, warnings)
@@ -163,21 +171,15 @@ class Studio:
         progress: Callable[[Progress], None] | None = None,
     ) -> RenderFiles:
         """Render every output into a fresh folder (the typed core of :meth:`render`)."""
-        with (
-            for_people("render"),
-            self.folders.new(session) as folder,
-            self.cancels.running(session) as cancel,
-        ):
-            warnings: list[str] = []
-            options = settings.options(self.limits, warnings)
-            photo, video = request_inputs(source, driving, settings.keep_audio, folder)
+        with self._job("render", session, settings, source, driving) as job:
+            folder, warnings = job.folder, job.warnings
             outputs = OutputPaths(
                 folder / "result.mp4",
                 folder / "side_by_side.mp4",
                 folder / "overlays.mp4",
                 folder / "anchors.json",
             )
-            result = self.animator.animate(photo, video, options, outputs, progress, cancel)
+            result = self.animator.animate(job.photo, job.video, job.options, outputs, progress, job.cancel)
             warnings += result.warnings
             _warn(warnings)
             summary = _summary("Render", result.frame_count, result.size, result.fps, result.has_audio, warnings)
@@ -185,6 +187,19 @@ class Studio:
             return RenderFiles(
                 outputs.video, outputs.side_by_side, outputs.overlays, outputs.anchors_json, series, summary
             )
+
+    @contextlib.contextmanager
+    def _job(self, action: str, session: str, settings: Settings, source: str | None, driving: str | None):
+        """One preview or render: failures as one line, a fresh folder, a cancel flag, the checked inputs."""
+        with (
+            for_people(action),
+            self.folders.new(session) as folder,
+            self.cancels.running(session) as cancel,
+        ):
+            warnings: list[str] = []
+            options = settings.options(self.limits, warnings)
+            photo, video = request_inputs(source, driving, settings.keep_audio, folder)
+            yield Job(folder, cancel, options, photo, video, warnings)
 
     def cancel(self, request: gr.Request | None = None) -> None:
         """Stop this session's preview or render between two frames."""
