@@ -120,7 +120,7 @@ def run_one(
 
     def render(animator) -> dict:
         start, cpu = time.perf_counter(), _cpu_seconds()
-        result = animator.animate(photo, video, options, paths, known_pose=known)
+        result = animator.animate(photo, video, options, paths)
         wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
         times = {stage: getattr(result.times, stage) for stage in STAGES}
         return {
@@ -131,7 +131,7 @@ def run_one(
             "stage_s": {k: round(v, 3) for k, v in times.items()},
         }  # fmt: skip
 
-    threaded, sequential = Animator(model, device, parallel=True), Animator(model, device, parallel=False)
+    threaded, sequential = (Animator(model, device, parallel=p, poses=known) for p in (True, False))
     default = "threaded" if Animator(model, device).parallel else "sequential"
     cold = render(threaded if default == "threaded" else sequential)
     row = {"motion": motion, "size": size, "outputs": outputs, "default": default, "cold_fps": cold["end_to_end_fps"]}

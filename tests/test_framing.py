@@ -146,8 +146,8 @@ def test_raised_hands_stay_in_the_output_frame(tmp_path):
     photo[:96] = frames[0]
     source = Landmarks(joints[0], np.ones(13), np.pad(masks[0], ((0, 44), (0, 0))).astype(np.float32))
     driving = [Landmarks(_raise_arms(j) if t >= 6 else j, np.ones(13)) for t, j in enumerate(joints)]
-    result = Animator(None, parallel=False).animate(
-        photo, video, AnimateOptions(size=96, relative=False), keep_frames=True, known_pose=KnownPose(source, driving)
+    result = Animator(None, parallel=False, poses=KnownPose(source, driving)).animate(
+        photo, video, AnimateOptions(size=96, relative=False), keep_frames=True
     )
     tips = []
     for frame in result.frames:

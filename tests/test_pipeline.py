@@ -41,9 +41,8 @@ def test_pose_rig_with_exact_joints_beats_the_static_source(clip, tmp_path):
     )  # fmt: skip
     options = AnimateOptions(size=SIZE, centre_crop=True, relative=True)  # full frame: output ≡ ground truth frame
     seen: list[Progress] = []
-    result = Animator.from_pretrained(None).animate(
-        clip["frames"][0], clip["video"], options, outputs, progress=seen.append, keep_frames=True,
-        known_pose=clip["pose"],
+    result = Animator(None, poses=clip["pose"]).animate(
+        clip["frames"][0], clip["video"], options, outputs, progress=seen.append, keep_frames=True
     )  # fmt: skip
     assert result.frame_count == FRAMES and len(result.frames) == FRAMES
     assert [p.done for p in seen if p.stage == "render"] == list(range(1, FRAMES + 1))
@@ -82,10 +81,9 @@ def test_cancel_and_failing_callbacks_leave_nothing(clip, tmp_path):
         if p.stage == "render" and p.done == 3:
             cancel.set()
 
-    animator = Animator.from_pretrained(None)
+    animator = Animator(None, poses=clip["pose"])
     with pytest.raises(Cancelled):
-        animator.animate(clip["frames"][0], clip["video"], options, outputs, stop_after_three, cancel,
-                         known_pose=clip["pose"])  # fmt: skip
+        animator.animate(clip["frames"][0], clip["video"], options, outputs, stop_after_three, cancel)
     assert list(tmp_path.iterdir()) == []
 
     def explode(p: Progress) -> None:
@@ -93,23 +91,23 @@ def test_cancel_and_failing_callbacks_leave_nothing(clip, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        animator.animate(clip["frames"][0], clip["video"], options, outputs, explode, known_pose=clip["pose"])
+        animator.animate(clip["frames"][0], clip["video"], options, outputs, explode)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_best_frame_and_truncation(clip):
     pose = clip["pose"]
     known = KnownPose(pose.driving[7], pose.driving)  # the "photo" has frame 7's pose
-    animator = Animator.from_pretrained(None)
+    animator = Animator(None, poses=known)
     options = AnimateOptions(size=64, centre_crop=True, best_frame=True)
-    result = animator.animate(clip["frames"][7], clip["video"], options, known_pose=known)
+    result = animator.animate(clip["frames"][7], clip["video"], options)
     assert result.reference_index == 7 and result.frame_count == FRAMES and not result.warnings
     short = AnimateOptions(size=64, centre_crop=True, max_seconds=0.6, reference="first")
-    result = animator.animate(clip["frames"][7], clip["video"], short, known_pose=known)
+    result = animator.animate(clip["frames"][7], clip["video"], short)
     assert result.frame_count == 6 and any("0.6 s" in w for w in result.warnings)
     assert result.reference_index == 0
     default = animator.animate(clip["frames"][7], clip["video"], AnimateOptions(size=64, centre_crop=True,
-                               max_seconds=0.6), known_pose=known)  # fmt: skip
+                               max_seconds=0.6))  # fmt: skip
     assert default.reference_index == 5  # the default reference: the frame closest to the photo's, in the cut
 
 
@@ -175,8 +173,8 @@ def test_sequential_reference_matches_the_threaded_render_and_errors_cross_threa
     an error raised while rendering in the producer thread reaches the caller as itself, leaving nothing."""
     options = AnimateOptions(size=64, centre_crop=True)
     runs = [
-        Animator(None, parallel=parallel).animate(
-            clip["frames"][0], clip["video"], options, keep_frames=True, known_pose=clip["pose"]
+        Animator(None, parallel=parallel, poses=clip["pose"]).animate(
+            clip["frames"][0], clip["video"], options, keep_frames=True
         )
         for parallel in (True, False)
     ]
@@ -187,7 +185,7 @@ def test_sequential_reference_matches_the_threaded_render_and_errors_cross_threa
     class Boom(RuntimeError):
         pass
 
-    animator = Animator(None)
+    animator = Animator(None, poses=clip["pose"])
     original = animator._motion_source
 
     def failing_source(*args):
@@ -206,8 +204,7 @@ def test_sequential_reference_matches_the_threaded_render_and_errors_cross_threa
     animator._motion_source = failing_source
     before = threading.active_count()
     with pytest.raises(Boom, match="frame 3"):
-        animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "r.mp4"),
-                         known_pose=clip["pose"])  # fmt: skip
+        animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "r.mp4"))
     assert list(tmp_path.iterdir()) == []
     assert threading.active_count() <= before  # the producer thread has ended
 
@@ -270,14 +267,13 @@ def test_result_only_pose_rig_decodes_the_video_once(clip, tmp_path, monkeypatch
         monkeypatch.setattr(module, "VideoReader", counting_reader)
     monkeypatch.setattr(analysis, "GreySpool", TrackedSpool)
     options = AnimateOptions(size=SIZE, centre_crop=True)
-    animator = Animator(None)
-    once = animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "once.mp4"),
-                            known_pose=clip["pose"])  # fmt: skip
+    animator = Animator(None, poses=clip["pose"])
+    once = animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "once.mp4"))
     assert len(readers) == 1 and len(spools) == 1 and spools[0].count == FRAMES
     assert spools[0]._file.closed
     readers.clear()
     twice = animator.animate(clip["frames"][0], clip["video"], options, OutputPaths(video=tmp_path / "twice.mp4",
-                             side_by_side=tmp_path / "sbs.mp4"), known_pose=clip["pose"])  # fmt: skip
+                             side_by_side=tmp_path / "sbs.mp4"))  # fmt: skip
     assert len(readers) == 2 and len(spools) == 1  # side-by-side shows the driving frame: decoded again
     assert once.frame_count == twice.frame_count == FRAMES
     for path in ("once.mp4", "twice.mp4"):

@@ -65,15 +65,14 @@ def _arm_error(result, driving) -> np.ndarray:
 
 
 def test_the_default_reference_leaves_no_offset_from_a_raised_first_frame(raised_first):
-    animator = Animator(None, parallel=False)
+    animator = Animator(None, parallel=False, poses=raised_first["pose"])
     run = {}
     for name, options in {
         "default": AnimateOptions(size=SIZE, centre_crop=True),
         "first": AnimateOptions(size=SIZE, centre_crop=True, reference="first"),
         "absolute": AnimateOptions(size=SIZE, centre_crop=True, relative=False),
     }.items():
-        run[name] = animator.animate(raised_first["photo"], raised_first["video"], options, keep_frames=True,
-                                     known_pose=raised_first["pose"])  # fmt: skip
+        run[name] = animator.animate(raised_first["photo"], raised_first["video"], options, keep_frames=True)
     default = _arm_error(run["default"], raised_first["driving"])
     assert run["default"].reference_index != 0  # not the raised frame
     assert default.max() < 15.0, np.round(default, 1)

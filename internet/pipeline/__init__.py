@@ -15,13 +15,13 @@ from internet.pipeline.options import (
     AnimateOptions,
     AnimationResult,
     Cancelled,
-    KnownPose,
     OutputPaths,
     Progress,
     StageTimes,
 )
+from internet.pipeline.poses import KnownPose, MediaPipePoses
 
 __all__ = [
     "MOTIONS", "PREVIEW_SECONDS", "PREVIEW_SIZE", "REFERENCES", "AnimateOptions", "AnimationResult", "Animator",
-    "Cancelled", "KnownPose", "OutputPaths", "Progress", "StageTimes", "default_checkpoint",
+    "Cancelled", "KnownPose", "MediaPipePoses", "OutputPaths", "Progress", "StageTimes", "default_checkpoint",
 ]  # fmt: skip

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from internet.errors import InputError
-from internet.pipeline.options import AnimateOptions, Control, KnownPose, StageTimes
+from internet.pipeline.options import AnimateOptions, Control, StageTimes
 from internet.pipeline.photo import ANALYSIS_SIDE, SourceMarks
+from internet.pipeline.poses import PoseFinder, Tracker
 from internet.pipeline.spool import GreySpool
-from internet.sources.landmarks import Landmarks
-from internet.video.framing import Box, VideoFraming, even_size, frame_video, person_box
+from internet.video.framing import Box, VideoFraming, even_size, frame_video
 from internet.video.io import VideoInfo, VideoReader
 
 ANALYSIS_SEGMENTS = 2  # with parallel analysis, pass 1 runs this many trackers side by side
@@ -72,92 +72,78 @@ class AnalysisJob:
     options: AnimateOptions
     analysis: tuple[int, int]  # decode size (w, h)
     scale: float  # analysis pixels -> video pixels
-    use_mediapipe: bool
-    known_pose: KnownPose | None
+    poses: PoseFinder | None  # None: nobody to find (a centre crop, the first frame as the reference)
     source_marks: SourceMarks | None
     stop: threading.Event
 
     def run(self, segment: Segment) -> None:
-        from internet.sources.landmarks import MediaPipeProvider
-        from internet.sources.poserig.retarget import pose_distance
-
-        options = self.options
         try:
             with contextlib.ExitStack() as stack:
-                provider = (
-                    stack.enter_context(MediaPipeProvider(static_image_mode=False)) if self.use_mediapipe else None
-                )
+                tracker = None if self.poses is None else stack.enter_context(self.poses.tracker(self.scale))
                 limit = None if segment.limit is None else segment.limit + segment.warmup
                 reader = stack.enter_context(VideoReader(
-                    self.info, fps=self.fps, max_seconds=options.max_seconds, size=self.analysis,
+                    self.info, fps=self.fps, max_seconds=self.options.max_seconds, size=self.analysis,
                     start_frame=segment.start - segment.warmup, max_frames=limit,
                 ))  # fmt: skip
-                warmup = segment.warmup
-                while not self.stop.is_set():
-                    t0 = time.perf_counter()
-                    frame = next(reader, None)
-                    segment.decode_seconds += time.perf_counter() - t0
-                    if frame is None:
-                        break
-                    if warmup > 0:  # settles the tracker; the previous segment keeps this frame
-                        t0 = time.perf_counter()
-                        if provider is not None:
-                            provider.detect(frame)
-                        segment.pose_seconds += time.perf_counter() - t0
-                        warmup -= 1
-                        continue
-                    index = segment.start + len(segment.points)
-                    t0 = time.perf_counter()
-                    marks, box = None, None
-                    if provider is not None:
-                        marks = provider.detect(frame)
-                        box = None if marks is None else person_box(marks.points, marks.visibility, marks.mask)
-                        if marks is not None:  # analysis pixels -> video pixels
-                            marks = Landmarks(marks.points * self.scale, marks.visibility)
-                            box = None if box is None else box.scaled(self.scale)
-                    elif self.known_pose is not None and index < len(self.known_pose.driving):
-                        marks = self.known_pose.driving[index]
-                        box = None if marks is None else person_box(marks.points, marks.visibility, marks.mask)
-                    segment.pose_seconds += time.perf_counter() - t0
-                    if segment.spool is not None:
-                        segment.spool.append(frame)
-                    segment.points.append(None if marks is None else marks.points)
-                    segment.visibility.append(None if marks is None else marks.visibility)
-                    segment.boxes.append(box)
-                    if marks is not None and options.wants_best_frame and self.source_marks is not None:
-                        distance = pose_distance(self.source_marks.landmarks, marks)
-                        if distance < segment.best[0]:
-                            segment.best = (distance, index, frame.copy())
-                    segment.done += 1
+                self._track(segment, reader, tracker)
         except BaseException as error:  # handed to the waiting thread, which raises it
             segment.error = error
 
+    def _track(self, segment: Segment, reader: VideoReader, tracker: Tracker | None) -> None:
+        from internet.sources.poserig.retarget import pose_distance
+
+        warmup, index = segment.warmup, segment.start - segment.warmup - 1
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            frame = next(reader, None)
+            segment.decode_seconds += time.perf_counter() - t0
+            if frame is None:
+                break
+            index += 1
+            t0 = time.perf_counter()
+            seen = None if tracker is None else tracker.find(frame, index)
+            segment.pose_seconds += time.perf_counter() - t0
+            if warmup > 0:  # settles the tracker; the previous segment keeps this frame
+                warmup -= 1
+                continue
+            if segment.spool is not None:
+                segment.spool.append(frame)
+            segment.points.append(None if seen is None else seen.landmarks.points)
+            segment.visibility.append(None if seen is None else seen.landmarks.visibility)
+            segment.boxes.append(None if seen is None else seen.box)
+            if seen is not None and self.options.wants_best_frame and self.source_marks is not None:
+                distance = pose_distance(self.source_marks.landmarks, seen.landmarks)
+                if distance < segment.best[0]:
+                    segment.best = (distance, index, frame.copy())
+            segment.done += 1
+
 
 def analyse(
-    info: VideoInfo, fps: float, options: AnimateOptions, source_marks: SourceMarks | None, need_people: bool,
-    known_pose: KnownPose | None, parallel: bool, times: StageTimes, control: Control, spool_side: int | None = None,
+    info: VideoInfo, fps: float, options: AnimateOptions, source_marks: SourceMarks | None,
+    poses: PoseFinder | None, parallel: bool, times: StageTimes, control: Control, spool_side: int | None = None,
 ) -> DrivingTrack:
-    """Pass 1: count frames, find the person in each, choose the crop and the best reference frame.
+    """Pass 1: count frames, find the person in each (``poses``; None: nobody to find), choose the crop and the
+    best reference frame.
 
-    With MediaPipe and ``parallel``, a long video is cut into ``ANALYSIS_SEGMENTS`` consecutive
-    segments, each decoded and tracked by its own reader and tracker in its own thread (MediaPipe releases
-    the GIL; two trackers alone run 1.7x as fast on 2 idle vCPUs). Each later segment's tracker starts with a
-    detection ``SEGMENT_WARMUP`` frames before its segment (those results are dropped), so that its tracking
-    has settled by the segment's first frame; the segments' readers give exactly the frames one reader gives
-    (:class:`~internet.video.io.VideoReader`), and if they do not join up the video is tracked in one piece.
-    This thread only waits, reports progress and checks for cancellation; callbacks never run on the workers.
-    With ``spool_side``, every frame is also spooled grey with that long side (:class:`GreySpool`, one per
-    segment) for pass 2's temporal meter."""
+    With a pose finder that allows it (MediaPipe) and ``parallel``, a long video is cut into
+    ``ANALYSIS_SEGMENTS`` consecutive segments, each decoded and tracked by its own reader and tracker in its own
+    thread (MediaPipe releases the GIL; two trackers alone run 1.7x as fast on 2 idle vCPUs). Each later
+    segment's tracker starts ``SEGMENT_WARMUP`` frames before its segment (those results are dropped), so that
+    its tracking has settled by the segment's first frame; the segments' readers give exactly the frames one
+    reader gives (:class:`~internet.video.io.VideoReader`), and if they do not join up the video is tracked in
+    one piece. This thread only waits, reports progress and checks for cancellation; callbacks never run on the
+    workers. With ``spool_side``, every frame is also spooled grey with that long side (:class:`GreySpool`, one
+    per segment) for pass 2's temporal meter."""
     longest = max(info.width, info.height)
     analysis = (info.width, info.height)
     if longest > ANALYSIS_SIDE:
         analysis = (even_size(info.width * ANALYSIS_SIDE / longest), even_size(info.height * ANALYSIS_SIDE / longest))
     scale = info.width / analysis[0]  # analysis pixels -> video pixels
     total = _expected_frames(info, fps, options.max_seconds)
-    use_mediapipe = need_people and known_pose is None
     segments_wanted = ANALYSIS_SEGMENTS if parallel else 1
     parts = 1
-    if use_mediapipe and total >= segments_wanted * MIN_SEGMENT_FRAMES + (segments_wanted - 1) * SEGMENT_WARMUP:
+    long_enough = total >= segments_wanted * MIN_SEGMENT_FRAMES + (segments_wanted - 1) * SEGMENT_WARMUP
+    if poses is not None and poses.segmentable and long_enough:
         parts = segments_wanted
     # Equal work per tracker: every later segment also tracks its warm-up frames, so it is that much shorter.
     length = (total + (parts - 1) * SEGMENT_WARMUP) / parts
@@ -171,7 +157,7 @@ def analyse(
         side = min(spool_side, max(analysis))
         spool_size = (even_size(analysis[0] * side / max(analysis)), even_size(analysis[1] * side / max(analysis)))
     stop = threading.Event()
-    job = AnalysisJob(info, fps, options, analysis, scale, use_mediapipe, known_pose, source_marks, stop)
+    job = AnalysisJob(info, fps, options, analysis, scale, poses, source_marks, stop)
     _run_segments(job, segments, spool_size, total, control)
     if not _contiguous(segments):  # a segment ended before the next one began: track the video in one piece
         _close_spools(segments)
@@ -190,7 +176,7 @@ def analyse(
         raise InputError(f"{info.path.name} has no frames")
     if count == 1:
         raise InputError(f"{info.path.name} has a single frame; a driving video needs at least two")
-    framing = frame_video(boxes, options.margin, (info.width, info.height)) if need_people else None
+    framing = frame_video(boxes, options.margin, (info.width, info.height)) if poses else None
     spools = [segment.spool for segment in segments if segment.spool is not None]
     return DrivingTrack(count, points, visibility, framing, best[1], best[2], scale, spools)
 

@@ -31,13 +31,13 @@ from internet.pipeline.options import (
     AnimateOptions,
     AnimationResult,
     Control,
-    KnownPose,
     OutputPaths,
     Progress,
     StageTimes,
 )
-from internet.pipeline.photo import PhotoPoses, SourceMarks, as_rgb
+from internet.pipeline.photo import as_rgb
 from internet.pipeline.plan import RenderPlan, check_person, needs_people, plan_render, video_warnings
+from internet.pipeline.poses import MediaPipePoses, PoseFinder
 from internet.pipeline.render import render
 from internet.sources.base import MotionSource
 from internet.sources.rig import PoseRigSource
@@ -52,15 +52,18 @@ PARALLEL_MIN_CPUS = 2  # Animator(parallel=None) runs the threaded passes from t
 class Animator:
     """Animate a photo with a driving video through either motion source; reusable across calls."""
 
-    def __init__(self, model=None, device: str = "cpu", parallel: bool | None = None) -> None:
+    def __init__(
+        self, model=None, device: str = "cpu", parallel: bool | None = None, poses: PoseFinder | None = None
+    ) -> None:
         """``model``: an INTERNet used as given (:meth:`for_inference` makes the fast inference copy first),
         or ``None`` for the pose rig only. ``parallel``: two MediaPipe trackers side by side in pass 1 and a
         render thread in pass 2 (the outputs differ only where the second tracker starts). ``None`` turns it on
-        with 2 or more CPUs (docs/performance.md)."""
+        with 2 or more CPUs (docs/performance.md). ``poses``: where landmarks come from (default: MediaPipe;
+        :class:`~internet.pipeline.poses.KnownPose` for exact joints)."""
         self.model = model
         self.device = device
         self.parallel = (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS if parallel is None else parallel
-        self._photos = PhotoPoses()
+        self.poses = poses or MediaPipePoses()
 
     @classmethod
     def for_inference(cls, model, device: str = "cpu", parallel: bool | None = None) -> Animator:
@@ -86,7 +89,6 @@ class Animator:
         progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
         keep_frames: bool = False,
-        known_pose: KnownPose | None = None,
     ) -> AnimationResult:
         """Render every driving frame, streaming into ``outputs``; ``keep_frames`` also returns them.
 
@@ -97,7 +99,7 @@ class Animator:
         start = time.perf_counter()
         times = StageTimes()
         with single_threaded_blas():
-            plan = self._plan(as_rgb(source), driving, options, outputs, control, times, keep_frames, known_pose)
+            plan = self._plan(as_rgb(source), driving, options, outputs, control, times, keep_frames)
             result = render(plan, self._motion_source(plan), outputs, times, control, keep_frames, self.parallel)
         times.total = time.perf_counter() - start
         return result
@@ -117,7 +119,7 @@ class Animator:
         quick = (options or AnimateOptions()).preview(seconds, size)
         return self.animate(source, driving, quick, outputs, progress, cancel, keep_frames=True)
 
-    def _plan(self, photo, driving, options, outputs, control, times, keep_frames, known_pose) -> RenderPlan:
+    def _plan(self, photo, driving, options, outputs, control, times, keep_frames) -> RenderPlan:
         """Probe, find the person in the photo, run pass 1 and decide the render."""
         info = driving if isinstance(driving, VideoInfo) else probe_video(driving)
         fps = options.fps or info.fps
@@ -125,11 +127,9 @@ class Animator:
         size = self._output_size(options, warnings)
         warnings += video_warnings(info, options, fps)
         need_people = needs_people(options)
+        poses = self.poses if need_people else None
         t0 = time.perf_counter()
-        if known_pose is not None:
-            source_marks = SourceMarks(known_pose.source, 1.0)
-        else:
-            source_marks = self._photos.find(photo) if need_people else None
+        source_marks = None if poses is None else poses.photo(photo)
         times.pose += time.perf_counter() - t0
         if need_people:
             check_person(source_marks is not None, "the photo", options)
@@ -137,8 +137,7 @@ class Animator:
         # The spools are unlinked temporary files: closed by pass 2, or with the track if anything fails first.
         meter_only = options.motion == "pose-rig" and outputs.side_by_side is None and outputs.overlays is None
         spool_side = SPOOL_SIDE * meter_resolution(size) if meter_only and not keep_frames else None
-        track = analyse(info, fps, options, source_marks, need_people, known_pose, self.parallel, times, control,
-                        spool_side)  # fmt: skip
+        track = analyse(info, fps, options, source_marks, poses, self.parallel, times, control, spool_side)
         return plan_render(photo, info, options, fps, size, source_marks, track, warnings)
 
     def _output_size(self, options: AnimateOptions, warnings: list[str]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -14,7 +14,6 @@ import numpy as np
 from internet.errors import InputError
 from internet.sources.base import BACKGROUNDS, Background
 from internet.sources.frames import FrameResult
-from internet.sources.landmarks import Landmarks
 from internet.video.framing import Crop
 
 Motion = Literal["pose-rig", "model"]
@@ -134,18 +133,6 @@ class StageTimes:
     overlays: float = 0.0
     encode: float = 0.0
     total: float = 0.0
-
-
-@dataclass
-class KnownPose:
-    """Exact landmarks replacing MediaPipe (SynthRunway ground truth in tests and benchmarks).
-
-    ``source`` is in the photo's pixels (its mask, if any, at the photo's size); ``driving[i]`` is frame i
-    of the driving video after resampling to the output fps, in the video's pixels (``None``: nobody).
-    """
-
-    source: Landmarks
-    driving: Sequence[Landmarks | None]
 
 
 @dataclass
