@@ -413,7 +413,7 @@ def bench_fast(
 
 
 # ------------------------------------------------------------------------------------------------------
-# The fast path as the app runs it vs the reference as it ran at the start of issue 9 (default allocator)
+# The fast path as the app runs it vs the plain eager reference with the default allocator
 
 ALLOCATOR_VARIABLES = (THP_VARIABLE, "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
@@ -461,11 +461,11 @@ def _environment_worker(name: str, device: str, frames: int, role: str, conn) ->
 
 
 def bench_environments(name: str, frames: int = 8, rounds: int = 3, device: str = "cpu") -> EnvironmentResult:
-    """The literal target of issue 9: the fast path as the app and CLI run it (their allocator settings,
-    :mod:`internet.speedups.memory`) vs the plain eager reference as it ran when the issue was filed (default
-    allocator). The allocator settings are per process, so each path has a process of its own; the parent
-    asks them for one frame at a time, in turns, so they never compete for the CPUs and the machine's slow
-    and fast phases hit both alike (as in :func:`bench_fast`)."""
+    """The fast path as the app and CLI run it (their allocator settings, :mod:`internet.speedups.memory`) vs
+    the plain eager reference as a plain PyTorch program runs it (default allocator). The allocator settings are
+    per process, so each path has a process of its own; the parent asks them for one frame at a time, in turns,
+    so they never compete for the CPUs and the machine's slow and fast phases hit both alike (as in
+    :func:`bench_fast`)."""
     ctx = mp.get_context("spawn")
     fast_env = dict(os.environ)  # huge pages as main() set them up; the worker keeps freed memory itself
     reference_env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARIABLES}

@@ -1,4 +1,4 @@
-"""The pose rig's quality figure measured as a user runs it (issue 21), and pass 1's tracking error.
+"""The pose rig's quality figure measured as a user runs it, and pass 1's tracking error.
 
 For each driving clip, each ``--max-seconds`` and each option set, this runs the CLI exactly as a user would
 (``python -m internet.animate PHOTO CLIP -o out.mp4 --max-seconds S [options]``, 512² by default), re-detects

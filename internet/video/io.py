@@ -191,9 +191,9 @@ def _decode_filters(fps: float, max_seconds: float | None, start_frame: int, siz
     ``fps`` with ``start_time=0`` pads a video that starts after its audio with copies of its first frame (what
     the muxer used to add, so the result stays in sync with the audio), ``trim=end`` cuts at ``max_seconds``
     (frame n lasts from n / fps), and a ``start_frame`` skips frames of that stream. Left to the muxer, the
-    padding was added *after* a skip: with an audio track, a reader asked to start at frame n gave n copies of
-    frame n and then frames n, n + 1, ... to the cut, so pass 1's second tracker re-read the whole cut (issue 21:
-    stuck limbs, 1.5x the frames counted, a result longer than its audio and a broken pipe on encoding)."""
+    padding would be added *after* a skip: with an audio track, a reader asked to start at frame n would give n
+    copies of frame n and then frames n, n + 1, ... to the cut (pass 1's second tracker would re-read the whole
+    cut: stuck limbs, 1.5x the frames counted, a result longer than its audio)."""
     filters = [f"fps={fps:.6f}:start_time=0"]
     if max_seconds is not None:
         filters.append(f"trim=end={max_seconds:.6f}")

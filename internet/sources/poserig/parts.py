@@ -105,7 +105,7 @@ def clean_plate(
 
     A segmentation mask stops short of the person's soft edge (hair, anti-aliased limbs, a mask computed at a
     lower resolution), and whatever of the person is left outside it stays on the plate: a pale copy of an arm
-    that has moved away, the old feet under the figure (issue 21). So the hole is the mask (any pixel above
+    that has moved away, the old feet under the figure. So the hole is the mask (any pixel above
     0.05) grown by a pixel or two, then grown further, up to ``PLATE_MARGIN`` torso lengths (``PLATE_FLOOR``
     below the ``ankles``, where a shadow or a reflection of the feet lies), through pixels whose colour stands
     out from the background around them (more than ``PLATE_MIN_CONTRAST``, or four times the background's own

@@ -67,7 +67,8 @@ def centred_limb_angle_correlation(
     output: Sequence[Landmarks | None],
     min_visibility: float = 0.5,
 ) -> float:
-    """Pearson correlation of per-limb angles, each centred on its own median (issue 21's quality figure).
+    """Pearson correlation of per-limb angles, each centred on its own median (the quality figure of
+    docs/poserig.md).
 
     For each of the 8 limbs and each sequence, the image-plane angle over the frames where both sequences see
     the limb (both joints with visibility >= ``min_visibility``; exact joints, given as (13, 2) arrays, are

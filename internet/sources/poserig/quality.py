@@ -1,4 +1,4 @@
-"""The pose rig's quality figure on real footage: limb-angle correlation with the driver (issue 7).
+"""The pose rig's quality figure on real footage: limb-angle correlation with the driver.
 
 Used by ``tools/poserig_eval.py`` and the real-media test. Poses are detected with MediaPipe: the driver's
 on the original frames, the outputs' on the rendered frames (a fresh tracker per sequence).
