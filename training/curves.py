@@ -137,10 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", metavar="PNG", help="instead: plot the --curve LABEL=JSON files into this figure")
     p.add_argument("--curve", action="append", default=[], metavar="LABEL=JSON", help="a curve to plot")
     p.add_argument("--title", default="", help="title of the --plot figure")
+    p.add_argument("--bundle", help="with --plot: also merge the curves into this JSON (label -> curve; a page's data)")
     args = p.parse_args(argv)
     if args.plot:
         curves = dict(item.split("=", 1) for item in args.curve)
         print(plot_curves({k: Path(v) for k, v in curves.items()}, Path(args.plot), args.title))
+        if args.bundle:
+            bundle = Path(args.bundle)
+            merged = json.loads(bundle.read_text(encoding="utf-8")) if bundle.is_file() else {}
+            merged.update({k: json.loads(Path(v).read_text(encoding="utf-8")) for k, v in curves.items()})
+            bundle.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
         return 0
     if not (args.run and args.data):
         p.error("--run and --data are required (or --plot with --curve)")
