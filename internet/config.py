@@ -54,12 +54,6 @@ class GeneratorConfig:
     bottleneck_channels: int = 128  # channels at 1/8 resolution
     num_bottleneck_blocks: int = 4
     num_refine_blocks: int = 1  # residual blocks after each skip fusion
-    # The full-resolution skip also carries the source RGB next to its encoded features (phi_2 = [S, enc(S)]),
-    # and the output layer predicts a correction of the deformed image: O = clip(M^2 F^2(S) + tanh(rgb(x))).
-    # The generator's GroupNorm removes each feature map's mean, so with a plain sigmoid output absolute colour
-    # has to be re-learnt from context (slow on a CPU budget). Not in the paper: off in every preset (and in
-    # the Table 2 ablation), on in the default checkpoint (see its model card).
-    skip_image: bool = False
     # The output blends the generated frame with the confidence-masked warp of the source image (TPSMM's
     # occlusion-blended output): O = M^2 * F^2(S) + (1 - M^2) * sigmoid(rgb(x)). It gives the flow a direct pixel
     # path from the reconstruction loss, and M the meaning of Sec 3.2 (where the warp can be trusted).
@@ -101,10 +95,6 @@ class ModelConfig:
             raise ConfigError(f"image_size must be a multiple of 32 and >= 64, got {self.image_size}")
         if self.generator.skip_mode not in ("multiscale", "ss4x"):
             raise ConfigError(f"generator.skip_mode must be 'multiscale' or 'ss4x', got {self.generator.skip_mode!r}")
-        if self.generator.skip_image and self.generator.skip_mode != "multiscale":
-            raise ConfigError("generator.skip_image needs the full-resolution skip of skip_mode 'multiscale'")
-        if self.generator.skip_image and self.generator.blend_output:
-            raise ConfigError("generator.skip_image and generator.blend_output are two different outputs: pick one")
         if self.anchors.num_anchors < 1:
             raise ConfigError("anchors.num_anchors must be at least 1")
         for part in ("anchors", "motion"):  # checked before 2**num_blocks: a huge exponent would never finish

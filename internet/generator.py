@@ -5,8 +5,8 @@ deformed 1/4-resolution features (a residual bottleneck at 1/8), then each stage
 multi-scale ("MS") variant, concatenates the deformed skip M^i * F^i(phi_i) of that scale (Eq 6). The
 "SS4x" ablation baseline deforms only the 1/4-resolution features and upsamples 4x without further skips.
 
-``generator.skip_image`` (not in the paper; off in every preset, on in the default checkpoint) puts the source
-RGB into phi_2 and makes the output a correction of the deformed image: O = clip(M^2 F^2(S) + tanh(rgb(x))).
+``generator.blend_output`` (not in Eq 6; off in every preset, on in the default checkpoint and the ablation)
+blends the generated frame with the confidence-masked warp of the source image: O = M^2 F^2(S) + (1 - M^2) G.
 """
 
 from __future__ import annotations
@@ -45,14 +45,11 @@ class SourceFeatures:
 
 
 class Encoder(nn.Module):
-    """Source image (B, 3, S, S) -> ``SourceFeatures``; computed once per video at inference.
+    """Source image (B, 3, S, S) -> ``SourceFeatures``; computed once per video at inference."""
 
-    With ``with_image`` the full-resolution features are [source RGB, stem features] (3 + c_full channels)."""
-
-    def __init__(self, channels: tuple[int, int, int], with_image: bool = False, norm_kind: str = "group") -> None:
+    def __init__(self, channels: tuple[int, int, int], norm_kind: str = "group") -> None:
         super().__init__()
         c_full, c_half, c_quarter = channels
-        self.with_image = with_image
         self.stem = ConvBlock(3, c_full, kernel=7, norm_kind=norm_kind)
         self.down_half = DownBlock(c_full, c_half, norm_kind)
         self.down_quarter = DownBlock(c_half, c_quarter, norm_kind)
@@ -60,8 +57,6 @@ class Encoder(nn.Module):
     def forward(self, source: torch.Tensor) -> SourceFeatures:
         full = self.stem(source)
         half = self.down_half(full)
-        if self.with_image:
-            full = torch.cat([source.to(full.dtype), full], dim=1)
         return SourceFeatures(full=full, half=half, quarter=self.down_quarter(half))
 
 
@@ -88,8 +83,7 @@ class Generator(nn.Module):
         cb = config.bottleneck_channels
         multiscale = config.skip_mode == "multiscale"
         self.multiscale = multiscale
-        self.encoder = Encoder(config.channels, with_image=config.skip_image, norm_kind=nk)
-        c_skip_full = c_full + (3 if config.skip_image else 0)
+        self.encoder = Encoder(config.channels, norm_kind=nk)
         # Stage 1 (S/4): deformed phi_0 -> bottleneck at S/8 -> back to S/4, fused with the skip.
         self.bottleneck = nn.Sequential(
             DownBlock(c_quarter, cb, nk),
@@ -101,12 +95,8 @@ class Generator(nn.Module):
         self.up_half = UpBlock(c_quarter, c_half, nk)
         self.stage2 = Fusion(c_half * (2 if multiscale else 1), c_half, config.num_refine_blocks, nk)
         self.up_full = UpBlock(c_half, c_full, nk)
-        self.stage3 = Fusion(c_full + (c_skip_full if multiscale else 0), c_full, config.num_refine_blocks, nk)
+        self.stage3 = Fusion(c_full * (2 if multiscale else 1), c_full, config.num_refine_blocks, nk)
         self.to_rgb = nn.Conv2d(c_full, 3, kernel_size=7, padding=3)
-        self.residual_output = config.skip_image
-        if self.residual_output:  # starts as O = M^2 * F^2(S) exactly
-            nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
 
     def decode(
         self,
@@ -124,8 +114,6 @@ class Generator(nn.Module):
         x = self.up_full(self.stage2(x, skip1))
         skip2 = deformable_skip(features.full, flows[2], confidences[2]) if self.multiscale else None
         x = self.stage3(x, skip2)
-        if self.residual_output:  # skip_image: a correction of the deformed source image M^2 * F^2(S)
-            return (skip2[:, :3].float() + torch.tanh(self.to_rgb(x).float())).clamp(0.0, 1.0)
         generated = torch.sigmoid(self.to_rgb(x).float())
         if self.config.blend_output:
             if source is None:

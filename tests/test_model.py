@@ -242,25 +242,6 @@ def test_exponent_floats_without_a_dot_are_numbers():
         from_dict(DiscriminatorConfig, {"num_scales": "1e2"})
 
 
-def test_skip_image_carries_the_warped_source_colour_into_the_finest_fusion(tmp_path):
-    """generator.skip_image: phi_2 = [S, enc(S)], and the output corrects the deformed source image."""
-    torch.manual_seed(0)
-    model = INTERNet(load_config("tiny", ["generator.skip_image=true"])).eval()
-    src, drv = frames(64, seed=2)
-    features = model.generator.encoder(src)
-    assert features.full.shape[1] == 3 + model.config.generator.channels[0]
-    assert torch.equal(features.full[:, :3], src)
-    out = model(src, drv)
-    check_output(out, model.config, 1)
-    # The output layer starts at zero, so an untrained model outputs exactly the deformed source M^2 F^2(S).
-    deformed = deformable_skip(src, out.flows[-1], out.confidences[-1])
-    assert torch.allclose(out.prediction, deformed.clamp(0, 1), atol=1e-6)
-    model.save_pretrained(tmp_path / "ckpt")
-    assert INTERNet.from_pretrained(tmp_path / "ckpt").config.generator.skip_image
-    with pytest.raises(ConfigError, match="skip_image"):
-        load_config("tiny", ["generator.skip_image=true", "generator.skip_mode=ss4x"])
-
-
 def test_norm_option_builds_batchnorm_or_groupnorm_in_every_stage():
     """ModelConfig.norm picks the normalisation of every Stage I / Stage II block (FOMM uses BatchNorm)."""
     for kind, cls, other in (("batch", nn.BatchNorm2d, nn.GroupNorm), ("group", nn.GroupNorm, nn.BatchNorm2d)):
@@ -313,5 +294,3 @@ def test_blend_output_copies_the_warped_source_where_confident_and_generates_whe
         generated = model(x, x).prediction
     assert (trusted - x).abs().max() < 1e-4
     assert (generated - x).abs().mean() > 0.1  # an untrained decoder does not reproduce the source
-    with pytest.raises(ConfigError, match="pick one"):
-        load_config("tiny", ["generator.blend_output=true", "generator.skip_image=true"])
