@@ -221,8 +221,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
+# Fields that no longer exist, with the only value an old file may still hold for them (it meant "off").
+_REMOVED_FIELDS: dict[str, dict[str, Any]] = {"GeneratorConfig": {"skip_image": False}}
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
+    removed = _REMOVED_FIELDS.get(cls.__name__, {})
+    for key, off in removed.items():
+        if key in data:
+            if data[key] != off:
+                raise ConfigError(f"{where}: {key} is no longer supported (it was {off!r} in every preset)")
+            data = {k: v for k, v in data.items() if k != key}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     odd = [k for k in data if not isinstance(k, str)]  # YAML reads `1:` or `on:` keys as int / bool

@@ -294,3 +294,14 @@ def test_blend_output_copies_the_warped_source_where_confident_and_generates_whe
         generated = model(x, x).prediction
     assert (trusted - x).abs().max() < 1e-4
     assert (generated - x).abs().mean() > 0.1  # an untrained decoder does not reproduce the source
+
+
+def test_a_removed_field_with_its_off_value_still_loads_and_any_other_value_is_an_error():
+    from internet.config import ModelConfig, from_dict, to_dict
+
+    data = to_dict(load_config("tiny"))
+    data["generator"]["skip_image"] = False  # written by an older version: it meant "off"
+    assert to_dict(from_dict(ModelConfig, data)) == to_dict(load_config("tiny"))
+    data["generator"]["skip_image"] = True
+    with pytest.raises(ConfigError, match="skip_image is no longer supported"):
+        from_dict(ModelConfig, data)

@@ -31,6 +31,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from internet.config import ModelConfig, from_dict, to_dict
 from internet.errors import CheckpointError, ConfigError, InputError
 from internet.model import INTERNet
 from training import distributed
@@ -465,7 +466,11 @@ def _epoch_batches(dataset, sampler, progress, per_rank, seed, ctx, num_workers)
 def _check_resumable(saved: dict, config: ExperimentConfig) -> None:
     """The model must match the checkpoint; other differences are logged (max_steps may change)."""
     current = experiment_to_dict(config)
-    if saved.get("model") != current["model"]:
+    try:  # through the parser, so fields removed since (with their "off" value) do not count as a change
+        saved_model = to_dict(from_dict(ModelConfig, saved.get("model") or {}, "checkpoint model"))
+    except ConfigError:
+        saved_model = saved.get("model")
+    if saved_model != current["model"]:
         raise CheckpointError("the checkpoint was trained with a different model config; cannot resume")
     for section in ("data", "loss", "train"):
         for key, value in current[section].items():
