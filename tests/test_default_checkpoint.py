@@ -1,5 +1,6 @@
-"""The app's default checkpoint: it loads, it learned something, and (the issue's bar) it should beat the
-static-source baseline on L1 on fresh SynthRunway test clips."""
+"""The app's default checkpoint learned the task: on fresh SynthRunway test clips (seeds no run has seen) it
+beats repeating the source frame by a wide margin, and its confidence map is low where the source cannot
+supply the pixels. A network that did not learn fails every test below but the first."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import torch
 from safetensors import safe_open
 
 from internet.model import INTERNet
-from training import evaluate
+from training import evaluate, metrics
+from training.confidence import confidence_score
 from training.synthrunway import ClipSpec, generate_clip
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "internet-synthrunway-128"
 FRAMES = 48
-SEEDS = (10_500, 10_501)  # test-split seeds outside the evaluation set (10000-10007)
+SEEDS = (10_500, 10_501)  # test-split seeds outside the evaluation set (10000-10015) and validation (10600)
 
 
 @pytest.fixture(scope="module")
@@ -27,26 +29,24 @@ def model() -> INTERNet:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory, model: INTERNet) -> list[evaluate.TestClip]:
+def folders(tmp_path_factory: pytest.TempPathFactory, model: INTERNet) -> list[Path]:
     root = tmp_path_factory.mktemp("fresh")
-    for seed in SEEDS:
-        generate_clip(ClipSpec(seed=seed, index=0, frames=FRAMES, size=model.config.image_size), root)
-    return list(evaluate.synthrunway_clips(root, model.config.image_size))
+    size = model.config.image_size
+    return [generate_clip(ClipSpec(seed=seed, index=0, frames=FRAMES, size=size), root) for seed in SEEDS]
 
 
-def l1_of(model: INTERNet, clip: evaluate.TestClip) -> float:
-    prediction = evaluate.reenact(model, clip.frames, torch.device("cpu"))
-    return float((prediction - clip.frames).abs().mean())
+@pytest.fixture(scope="module")
+def clips(folders: list[Path], model: INTERNet) -> list[evaluate.TestClip]:
+    return list(evaluate.synthrunway_clips(folders[0].parent, model.config.image_size, split="all"))
 
 
-def test_checkpoint_is_small_fp16_and_documented(model):
-    assert (CHECKPOINT / "model.safetensors").stat().st_size < 50 * 2**20
+def test_checkpoint_is_small_and_documented(model):
+    assert (CHECKPOINT / "model.safetensors").stat().st_size < 20 * 2**20
     with safe_open(str(CHECKPOINT / "model.safetensors"), framework="pt") as f:
         stored = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    assert "F16" in stored and "F32" not in stored
-    assert all(p.dtype == torch.float32 for p in model.parameters())  # upcast on load
+    assert "F32" in stored  # float32: BatchNorm statistics in float16 moved outputs by up to 0.1
     config = json.loads((CHECKPOINT / "config.json").read_text())
-    assert config["image_size"] == model.config.image_size
+    assert config["image_size"] == model.config.image_size >= 128
     card = (CHECKPOINT / "README.md").read_text()
     assert "SynthRunway" in card and "training.evaluate" in card
 
@@ -55,12 +55,25 @@ def test_trained_weights_beat_the_same_network_untrained(model, clips):
     torch.manual_seed(0)
     untrained = INTERNet(model.config).eval()
     for clip in clips:
-        assert l1_of(model, clip) < 0.75 * l1_of(untrained, clip)
+        trained = metrics.l1(evaluate.reenact(model, clip.frames, torch.device("cpu")), clip.frames)
+        assert trained < 0.5 * metrics.l1(evaluate.reenact(untrained, clip.frames, torch.device("cpu")), clip.frames)
 
 
-@pytest.mark.parametrize("index", range(len(SEEDS)))
-def test_beats_static_source_on_l1_on_a_fresh_test_clip(model, clips, index):
-    clip = clips[index]
-    static_l1 = float((clip.frames[:1] - clip.frames).abs().mean())
-    model_l1 = l1_of(model, clip)
-    assert model_l1 < static_l1, f"model L1 {model_l1:.4f} vs static source {static_l1:.4f}"
+def test_beats_the_static_source_by_a_wide_margin_on_fresh_clips(model, clips):
+    """L1 at most 0.8x the static source's on average and on each clip under 0.9x; MS-SSIM above it."""
+    ratios = []
+    for clip in clips:
+        prediction = evaluate.reenact(model, clip.frames, torch.device("cpu"))
+        static = clip.frames[:1].expand_as(clip.frames)
+        ratios.append(metrics.l1(prediction, clip.frames) / metrics.l1(static, clip.frames))
+        assert ratios[-1] < 0.9, f"{clip.name}: L1 {ratios[-1]:.2f}x the static source's"
+        assert metrics.ms_ssim(prediction, clip.frames) > metrics.ms_ssim(static, clip.frames) + 0.03
+    assert sum(ratios) / len(ratios) <= 0.8, f"L1 {ratios} x the static source's"
+
+
+def test_confidence_map_is_low_where_the_source_cannot_supply_the_pixels(model, folders):
+    """ROC AUC of 1 - M against the exact disocclusion from the source frame (0.5 = M knows nothing)."""
+    for folder in folders:
+        score = confidence_score(model, folder, FRAMES)
+        assert score.auc > 0.7, score
+        assert score.mean_confidence_disoccluded < score.mean_confidence_visible
