@@ -133,6 +133,14 @@ def fig9(models: dict[str, INTERNet], clip: TestClip, t: int, out: Path, tile: i
     return out
 
 
+def checkpoint_fig9(model: INTERNet, clips: list[TestClip], t: int, out: Path, tile: int = 160) -> Path:
+    """Fig 9 for one model: a row per test clip (frame t driven from frame 0), to see whether its anchors follow
+    the same body parts from person to person."""
+    rows = [fig9_row(model, c.frames[0], c.frames[min(t, len(c.frames) - 1)], c.name[-9:], tile) for c in clips]
+    cv2.imwrite(str(out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return out
+
+
 def side_by_side_gif(models: dict[str, INTERNet], clip: TestClip, out: Path, every: int = 2, fps: float = 15) -> Path:
     """driving | model 1 | model 2 | ... for every ``every``-th frame of a clip, as a looping GIF."""
     import imageio.v2 as imageio
@@ -155,9 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=int, default=0, help="index of the test clip to show")
     p.add_argument("--frame", type=int, default=45, help="driving frame for fig9.png")
     p.add_argument("--gif-variants", default="SS4x-a,SS4x-b,SS4x-c,MS-c")
+    p.add_argument("--checkpoint", help="instead: Fig 9 (fig9-default.png) and a GIF for this one checkpoint")
+    p.add_argument("--clips", type=int, default=4, help="with --checkpoint: test clips, one row each")
     args = p.parse_args(argv)
     root, out = Path(args.ablation), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint:
+        model = INTERNet.from_pretrained(args.checkpoint)
+        clips = list(synthrunway_clips(Path(args.data), model.config.image_size))[: args.clips]
+        print(checkpoint_fig9(model, clips, args.frame, out / "fig9-default.png"))
+        print(side_by_side_gif({"default checkpoint": model}, clips[args.clip], out / "default.gif"))
+        return 0
     runs = {d.name: d for d in sorted(root.iterdir()) if (d / "final" / "config.json").is_file()}
     if not runs:
         print(f"error: no trained variants under {root}", file=sys.stderr)
