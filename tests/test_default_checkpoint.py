@@ -48,7 +48,7 @@ def test_checkpoint_is_small_and_documented(model):
     config = json.loads((CHECKPOINT / "config.json").read_text())
     assert config["image_size"] == model.config.image_size >= 128
     card = (CHECKPOINT / "README.md").read_text()
-    assert "SynthRunway" in card and "training.evaluate" in card
+    assert "SynthRunway" in card and "training.evaluate" in card and "blend_output" in card
 
 
 def test_trained_weights_beat_the_same_network_untrained(model, clips):
