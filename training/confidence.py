@@ -48,10 +48,9 @@ def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
 
 def disoccluded_from_source(folder: Path, frames: int) -> np.ndarray:
     """(T, S, S) bool at the clip's own size: pixel x of frame t shows a surface not visible in frame 0."""
-    clip = load_clip(folder)
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    size, fps = int(meta["size"]), float(meta["fps"])
-    scene = sample_scene(np.random.default_rng([int(meta["seed"]), int(meta["index"])]), len(clip), fps, size)
+    meta = load_clip(folder).meta
+    size = meta.size
+    scene = sample_scene(np.random.default_rng([meta.seed, meta.index]), meta.num_frames, meta.fps, size)
     first = scene.layout(0)[0]
     out = np.zeros((frames, size, size), bool)
     for t in range(1, frames):

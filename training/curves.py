@@ -62,14 +62,19 @@ def video_point(step: int, videos: list[torch.Tensor], clips: list[TestClip]) ->
     return CurvePoint(step, float(np.mean(l1)), float(np.mean(ssim)), float(np.mean(warp)))
 
 
-def checkpoint_generator(path: Path) -> INTERNet:
-    """The generator of a training checkpoint folder (``step-*/generator.safetensors`` + ``state.json``)."""
+def _checkpoint_state(path: Path) -> tuple[ModelConfig, int]:
+    """The model config and step recorded in a training checkpoint's ``state.json``."""
     try:
         document = json.loads((path / "state.json").read_text(encoding="utf-8"))
         config = from_dict(ModelConfig, document["config"]["model"], str(path / "state.json"))
+        return config, int(document["progress"]["step"])
     except (OSError, KeyError, ValueError) as exc:
         raise CheckpointError(f"cannot read the model config of {path}: {exc}") from None
-    model = INTERNet(config)
+
+
+def checkpoint_generator(path: Path) -> INTERNet:
+    """The generator of a training checkpoint folder (``step-*/generator.safetensors`` + ``state.json``)."""
+    model = INTERNet(_checkpoint_state(path)[0])
     load_state_dict(model, path / "generator.safetensors")
     return model.eval()
 
@@ -80,13 +85,13 @@ def learning_curve(run: Path, data: Path, frames: int = 48, every: int = 1) -> C
     if not found:
         raise InputError(f"no checkpoints in {run / 'checkpoints'}")
     chosen = found[::every] + ([found[-1]] if (len(found) - 1) % every else [])
-    size = checkpoint_generator(found[0]).config.image_size
+    size = _checkpoint_state(found[0])[0].image_size
     clips = list(synthrunway_clips(data, size, frames, split="all"))
     if not clips:
         raise InputError(f"no SynthRunway clips in {data}")
     points = []
     for path in chosen:
-        step = int(json.loads((path / "state.json").read_text(encoding="utf-8"))["progress"]["step"])
+        step = _checkpoint_state(path)[1]
         model = checkpoint_generator(path)
         points.append(video_point(step, [reenact(model, c.frames, torch.device("cpu")) for c in clips], clips))
         print(f"step {step}: L1 {points[-1].l1:.4f}  MS-SSIM {points[-1].ms_ssim:.4f}", file=sys.stderr)
