@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from internet.pipeline.options import TIMED_STAGES as STAGES
+
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 PRESETS = {256: "internet-256", 512: "internet-512"}
-STAGES = ("decode", "pose", "render", "overlays", "encode")
 
 
 def _inputs(folder: Path, frames: int) -> tuple[Path, Path, Path | None]:
@@ -92,7 +93,7 @@ def run_one(
     With ``rounds`` > 0, that many *warm* rounds follow (what the app's server pays), each timing the
     sequential pipeline (``Animator(parallel=False)``) and the threaded one (``parallel=True``) back to
     back, so their ratio holds even where absolute times drift; the row's figures are then the warm median
-    of the faster of the two (``chosen``)."""
+    of the faster of the two (``chosen``). Stage times are the sums of the render's ``timing`` events."""
     from internet.pipeline import AnimateOptions, Animator, OutputPaths
 
     photo, video, clip = _inputs(folder, frames)
@@ -119,10 +120,14 @@ def run_one(
     known = _known_pose(clip, frames + 8) if clip is not None else None
 
     def render(animator) -> dict:
+        times = dict.fromkeys(STAGES, 0.0)
+
+        def timing(spent) -> None:
+            times[spent.stage] += spent.seconds
+
         start, cpu = time.perf_counter(), _cpu_seconds()
-        result = animator.animate(photo, video, options, paths)
+        result = animator.animate(photo, video, options, paths, timing=timing)
         wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
-        times = {stage: getattr(result.times, stage) for stage in STAGES}
         return {
             "frames": result.frame_count, "wall_s": round(wall, 3),
             "end_to_end_fps": round(result.frame_count / wall, 2), "cpu_s": round(cpu, 3),

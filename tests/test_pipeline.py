@@ -13,7 +13,8 @@ import torch
 
 from internet import INTERNet, load_config
 from internet.errors import InputError
-from internet.pipeline import AnimateOptions, Animator, Cancelled, KnownPose, OutputPaths, Progress
+from internet.pipeline import AnimateOptions, Animator, Cancelled, KnownPose, OutputPaths, Progress, TimeSpent
+from internet.pipeline.options import TIMED_STAGES
 from internet.sources.poserig import Landmarks
 from internet.video.io import probe_video, read_video_stats
 from tests.media_factory import SHARED_CLIP, SHARED_PHOTO, make_video, write_frames
@@ -169,18 +170,25 @@ def test_real_photo_and_clip_preview():
 
 
 def test_sequential_reference_matches_the_threaded_render_and_errors_cross_threads(clip, tmp_path):
-    """With exact joints pass 1 has one segment, so the threaded and the sequential render are identical;
-    an error raised while rendering in the producer thread reaches the caller as itself, leaving nothing."""
+    """With exact joints pass 1 has one segment, so the threaded and the sequential render are identical, and
+    both report their stage times on the caller's thread; an error raised while rendering in the producer
+    thread reaches the caller as itself, leaving nothing."""
     options = AnimateOptions(size=64, centre_crop=True)
+    timings: dict[bool, list[tuple[threading.Thread, TimeSpent]]] = {True: [], False: []}
     runs = [
         Animator(None, parallel=parallel, poses=clip["pose"]).animate(
-            clip["frames"][0], clip["video"], options, keep_frames=True
-        )
+            clip["frames"][0], clip["video"], options, keep_frames=True,
+            timing=lambda spent, seen=timings[parallel]: seen.append((threading.current_thread(), spent)),
+        )  # fmt: skip
         for parallel in (True, False)
     ]
     assert runs[0].frame_count == runs[1].frame_count == FRAMES
     for a, b in zip(runs[0].frames, runs[1].frames):
         assert a.index == b.index and np.array_equal(a.output, b.output)
+    for seen in timings.values():
+        assert {thread for thread, _ in seen} == {threading.current_thread()}
+        assert {spent.stage for _, spent in seen} <= set(TIMED_STAGES) and all(s.seconds >= 0 for _, s in seen)
+        assert all(sum(s.seconds for _, s in seen if s.stage == stage) > 0 for stage in ("render", "overlays"))
 
     class Boom(RuntimeError):
         pass

@@ -17,11 +17,11 @@ from internet.pipeline.options import (
     Cancelled,
     OutputPaths,
     Progress,
-    StageTimes,
+    TimeSpent,
 )
 from internet.pipeline.poses import KnownPose, MediaPipePoses
 
 __all__ = [
     "MOTIONS", "PREVIEW_SECONDS", "PREVIEW_SIZE", "REFERENCES", "AnimateOptions", "AnimationResult", "Animator",
-    "Cancelled", "KnownPose", "MediaPipePoses", "OutputPaths", "Progress", "StageTimes", "default_checkpoint",
+    "Cancelled", "KnownPose", "MediaPipePoses", "OutputPaths", "Progress", "TimeSpent", "default_checkpoint",
 ]  # fmt: skip

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from internet.errors import InputError
-from internet.pipeline.options import AnimateOptions, Control, StageTimes
+from internet.pipeline.options import AnimateOptions, Control
 from internet.pipeline.photo import ANALYSIS_SIDE, SourceMarks
 from internet.pipeline.poses import PoseFinder, Tracker
 from internet.pipeline.spool import GreySpool
@@ -120,7 +120,7 @@ class AnalysisJob:
 
 def analyse(
     info: VideoInfo, fps: float, options: AnimateOptions, source_marks: SourceMarks | None,
-    poses: PoseFinder | None, parallel: bool, times: StageTimes, control: Control, spool_side: int | None = None,
+    poses: PoseFinder | None, parallel: bool, control: Control, spool_side: int | None = None,
 ) -> DrivingTrack:
     """Pass 1: count frames, find the person in each (``poses``; None: nobody to find), choose the crop and the
     best reference frame.
@@ -164,9 +164,9 @@ def analyse(
         segments = [Segment(0, None)]
         job.stop = threading.Event()
         _run_segments(job, segments, spool_size, total, control)
-    for segment in segments:
-        times.decode += segment.decode_seconds
-        times.pose += segment.pose_seconds
+    for segment in segments:  # the workers' times, reported from this thread
+        control.spent("decode", segment.decode_seconds)
+        control.spent("pose", segment.pose_seconds)
     points = [p for segment in segments for p in segment.points]
     visibility = [v for segment in segments for v in segment.visibility]
     boxes = [b for segment in segments for b in segment.boxes]

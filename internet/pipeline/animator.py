@@ -33,7 +33,7 @@ from internet.pipeline.options import (
     Control,
     OutputPaths,
     Progress,
-    StageTimes,
+    TimeSpent,
 )
 from internet.pipeline.photo import as_rgb
 from internet.pipeline.plan import RenderPlan, check_person, needs_people, plan_render, video_warnings
@@ -46,7 +46,7 @@ from internet.video.io import VideoInfo, probe_video
 from internet.video.temporal import meter_resolution
 
 SPOOL_SIDE = 3  # long side of the spooled grey frames, in temporal-meter resolutions (crops keep >= 1 of them)
-PARALLEL_MIN_CPUS = 2  # Animator(parallel=None) runs the threaded passes from this many CPUs on
+PARALLEL_MIN_CPUS = 2  # Animator(parallel=None) uses a second CPU from this many CPUs on
 
 
 class Animator:
@@ -56,10 +56,17 @@ class Animator:
         self, model=None, device: str = "cpu", parallel: bool | None = None, poses: PoseFinder | None = None
     ) -> None:
         """``model``: an INTERNet used as given (:meth:`for_inference` makes the fast inference copy first),
-        or ``None`` for the pose rig only. ``parallel``: two MediaPipe trackers side by side in pass 1 and a
-        render thread in pass 2 (the outputs differ only where the second tracker starts). ``None`` turns it on
-        with 2 or more CPUs (docs/performance.md). ``poses``: where landmarks come from (default: MediaPipe;
-        :class:`~internet.pipeline.poses.KnownPose` for exact joints)."""
+        or ``None`` for the pose rig only.
+
+        ``parallel``: whether a render uses a second CPU: two MediaPipe trackers side by side in pass 1, and
+        pass 2's decoding and motion source in a thread of their own beside the meter and the encoders (the
+        gain on 2 vCPUs: docs/performance.md). ``None`` (the default) turns it on with 2 or more CPUs. Turn it
+        off where the other CPUs are busy anyway (several renders at once, a host shared with other work), or
+        where the joints must be one tracker's throughout: the outputs differ only where the second tracker
+        starts.
+
+        ``poses``: where landmarks come from (a :class:`~internet.pipeline.poses.PoseFinder`; default:
+        MediaPipe; :class:`~internet.pipeline.poses.KnownPose` for joints known in advance)."""
         self.model = model
         self.device = device
         self.parallel = (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS if parallel is None else parallel
@@ -89,20 +96,20 @@ class Animator:
         progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
         keep_frames: bool = False,
+        timing: Callable[[TimeSpent], None] | None = None,
     ) -> AnimationResult:
         """Render every driving frame, streaming into ``outputs``; ``keep_frames`` also returns them.
 
         ``driving`` may be an already probed video. ``progress`` may raise to stop the render, as may setting
         ``cancel`` (raises :class:`~internet.pipeline.options.Cancelled`); either way no output file is left
-        behind. numpy's BLAS runs single-threaded meanwhile (:func:`internet.speedups.blas.single_threaded_blas`)."""
-        options, outputs, control = options or AnimateOptions(), outputs or OutputPaths(), Control(progress, cancel)
-        start = time.perf_counter()
-        times = StageTimes()
+        behind. ``timing`` receives the seconds spent per stage as they are measured
+        (:class:`~internet.pipeline.options.TimeSpent`: where a render's time goes, for profiling). numpy's
+        BLAS runs single-threaded meanwhile (:func:`internet.speedups.blas.single_threaded_blas`)."""
+        options, outputs = options or AnimateOptions(), outputs or OutputPaths()
+        control = Control(progress, cancel, timing)
         with single_threaded_blas():
-            plan = self._plan(as_rgb(source), driving, options, outputs, control, times, keep_frames)
-            result = render(plan, self._motion_source(plan), outputs, times, control, keep_frames, self.parallel)
-        times.total = time.perf_counter() - start
-        return result
+            plan = self._plan(as_rgb(source), driving, options, outputs, control, keep_frames)
+            return render(plan, self._motion_source(plan), outputs, control, keep_frames, self.parallel)
 
     def preview(
         self,
@@ -119,7 +126,7 @@ class Animator:
         quick = (options or AnimateOptions()).preview(seconds, size)
         return self.animate(source, driving, quick, outputs, progress, cancel, keep_frames=True)
 
-    def _plan(self, photo, driving, options, outputs, control, times, keep_frames) -> RenderPlan:
+    def _plan(self, photo, driving, options, outputs, control, keep_frames) -> RenderPlan:
         """Probe, find the person in the photo, run pass 1 and decide the render."""
         info = driving if isinstance(driving, VideoInfo) else probe_video(driving)
         fps = options.fps or info.fps
@@ -130,14 +137,14 @@ class Animator:
         poses = self.poses if need_people else None
         t0 = time.perf_counter()
         source_marks = None if poses is None else poses.photo(photo)
-        times.pose += time.perf_counter() - t0
+        control.spent("pose", time.perf_counter() - t0)
         if need_people:
             check_person(source_marks is not None, "the photo", options)
         # Pass 2 needs the driving pixels only for the temporal meter: spool them small in pass 1 (decode once).
         # The spools are unlinked temporary files: closed by pass 2, or with the track if anything fails first.
         meter_only = options.motion == "pose-rig" and outputs.side_by_side is None and outputs.overlays is None
         spool_side = SPOOL_SIDE * meter_resolution(size) if meter_only and not keep_frames else None
-        track = analyse(info, fps, options, source_marks, poses, self.parallel, times, control, spool_side)
+        track = analyse(info, fps, options, source_marks, poses, self.parallel, control, spool_side)
         return plan_render(photo, info, options, fps, size, source_marks, track, warnings)
 
     def _output_size(self, options: AnimateOptions, warnings: list[str]) -> int:

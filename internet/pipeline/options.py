@@ -106,33 +106,45 @@ class Progress:
     total: int
 
 
+TIMED_STAGES = ("decode", "pose", "render", "overlays", "encode")  # what TimeSpent reports
+
+
+@dataclass
+class TimeSpent:
+    """Reported to the ``timing`` callback: ``seconds`` of work in one of the :data:`TIMED_STAGES` (not the passes
+    that :class:`Progress` counts).
+
+    "decode": waiting for decoded driving frames; "pose": finding the person (MediaPipe, photo and video);
+    "render": cropping a driving frame and running the motion source; "overlays": the temporal meter and the
+    diagnostic views; "encode": handing frames to the encoders and finishing them. A stage is reported many
+    times (per frame or per pass), always on the thread that called :meth:`Animator.animate`; the stages of
+    the threaded passes overlap, so their sum may exceed the render's wall time."""
+
+    stage: str
+    seconds: float
+
+
 @dataclass
 class Control:
-    """The caller's hold on a running render: its progress callback and its cancel event."""
+    """The caller's hold on a running render: its progress and timing callbacks and its cancel event."""
 
     progress: Callable[[Progress], None] | None = None
     cancel: threading.Event | None = None
+    timing: Callable[[TimeSpent], None] | None = None
 
     def report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(Progress(stage, done, total))
 
+    def spent(self, stage: str, seconds: float) -> None:
+        """Hand ``seconds`` of ``stage`` to the timing callback, if any (call it on the caller's thread)."""
+        if self.timing is not None:
+            self.timing(TimeSpent(stage, seconds))
+
     def check(self) -> None:
         """Raise :class:`Cancelled` once the cancel event is set."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("Render cancelled")
-
-
-@dataclass
-class StageTimes:
-    """Seconds spent per stage (decode waits, MediaPipe, rendering with motion, overlays, encoding)."""
-
-    decode: float = 0.0
-    pose: float = 0.0
-    render: float = 0.0
-    overlays: float = 0.0
-    encode: float = 0.0
-    total: float = 0.0
 
 
 @dataclass
@@ -150,5 +162,4 @@ class AnimationResult:
     warp_error: np.ndarray  # (F,) per-frame mean of the temporal diagnostic; NaN for frame 0
     warnings: list[str] = field(default_factory=list)
     frames: list[FrameResult] = field(default_factory=list)  # only with keep_frames (previews)
-    times: StageTimes = field(default_factory=StageTimes)
     driving_joints: list[np.ndarray | None] = field(default_factory=list)  # pass 1's (13, 2) per frame, video px

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from internet.pipeline.options import OutputPaths, StageTimes
+from internet.pipeline.options import Control, OutputPaths
 from internet.pipeline.plan import RenderPlan
 from internet.sources.frames import FrameResult
 from internet.video.anchors_json import AnchorsJsonWriter
@@ -22,12 +22,13 @@ DIAGNOSTIC_ENCODING = {"preset": "ultrafast", "crf": 23}
 
 
 class OutputWriters:
-    """The files of ``outputs`` that are set; each one is aborted by ``stack`` if the render fails."""
+    """The files of ``outputs`` that are set; each one is aborted by ``stack`` if the render fails. The time
+    spent composing views ("overlays") and encoding ("encode") goes to ``control``."""
 
-    def __init__(self, stack: contextlib.ExitStack, plan: RenderPlan, outputs: OutputPaths, times: StageTimes):
+    def __init__(self, stack: contextlib.ExitStack, plan: RenderPlan, outputs: OutputPaths, control: Control):
         size, fps, options = plan.size, plan.fps, plan.options
         audio = plan.video.path if plan.video.has_audio else None
-        self._source, self._times = plan.source, times
+        self._source, self._control = plan.source, control
         self._writers: list = []
         self.video = self.side_by_side = self.panel = self.anchors = None
         self.tile = max(64, size // 2)
@@ -58,7 +59,7 @@ class OutputWriters:
         side = side_by_side(self._source, frame.driving, frame.output) if self.side_by_side else None
         tiles = overlay_panel(frame, self._source, error_map, tile=self.tile) if self.panel else None
         t1 = time.perf_counter()
-        self._times.overlays += t1 - t0
+        self._control.spent("overlays", t1 - t0)
         if self.video is not None:
             self.video.write(frame.output)
         if side is not None:
@@ -67,11 +68,11 @@ class OutputWriters:
             self.panel.write(tiles)
         if self.anchors is not None:
             self.anchors.write(frame, warp_error)
-        self._times.encode += time.perf_counter() - t1
+        self._control.spent("encode", time.perf_counter() - t1)
 
     def finish(self) -> None:
         """Finish encoding, inside the stack: a failure here still aborts the rest."""
         t0 = time.perf_counter()
         for writer in self._writers:
             writer.close()
-        self._times.encode += time.perf_counter() - t0
+        self._control.spent("encode", time.perf_counter() - t0)

@@ -1,5 +1,6 @@
 """Where a render's landmarks come from: MediaPipe Pose (what the app and the CLI use), or landmarks known in
-advance (:class:`KnownPose`: SynthRunway's exact joints, for tests, benchmarks and evaluations).
+advance (:class:`KnownPose`: joints from another tracker or a motion-capture export, or SynthRunway's exact
+joints, which the tests, the benchmarks and the evaluations replay).
 
 A :class:`PoseFinder` finds the person in the photo once, and hands pass 1 one tracker per segment of the
 driving video; a tracker sees the frames of its segment in order."""
@@ -76,7 +77,8 @@ class _MediaPipeTracker:
 
 @dataclass
 class KnownPose:
-    """Landmarks known in advance replace MediaPipe (SynthRunway ground truth).
+    """Landmarks known in advance replace MediaPipe: ``Animator(poses=KnownPose(...))`` renders with joints from
+    elsewhere (another pose tracker, a motion-capture export, SynthRunway's ground truth).
 
     ``source`` is in the photo's pixels (its mask, if any, at the photo's size); ``driving[i]`` is frame i
     of the driving video after resampling to the output fps, in the video's pixels (``None``: nobody).

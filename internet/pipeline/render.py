@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from internet.pipeline.options import AnimationResult, Control, OutputPaths, StageTimes
+from internet.pipeline.options import AnimationResult, Control, OutputPaths
 from internet.pipeline.outputs import OutputWriters
 from internet.pipeline.plan import RenderPlan
 from internet.sources.base import MotionSource
@@ -28,30 +28,33 @@ from internet.video.temporal import WarpErrorMeter, meter_resolution
 
 
 def render(
-    plan: RenderPlan, motion: MotionSource, outputs: OutputPaths, times: StageTimes, control: Control,
+    plan: RenderPlan, motion_source: MotionSource, outputs: OutputPaths, control: Control,
     keep_frames: bool = False, threaded: bool = True,
 ) -> AnimationResult:  # fmt: skip
-    """Render every frame of ``plan`` through ``motion`` into ``outputs``; ``keep_frames`` also returns them."""
+    """Render every frame of ``plan`` through ``motion_source`` into ``outputs``; ``keep_frames`` also returns
+    them. ``threaded``: decode and render in a thread of their own (:class:`RenderThread`)."""
     track, size = plan.track, plan.size
     meter = WarpErrorMeter(resolution=meter_resolution(size))
     result = AnimationResult(
         outputs=outputs, frame_count=track.count, fps=plan.fps, size=size,
         has_audio=plan.video.has_audio and outputs.video is not None, source=plan.source, crop=plan.crop,
         reference_index=plan.reference_index, warp_error=np.full(track.count, np.nan, np.float32),
-        warnings=plan.warnings, times=times, driving_joints=track.points,
+        warnings=plan.warnings, driving_joints=track.points,
     )  # fmt: skip
     driving_size = meter.resolution if track.spools else size
     count = 0
     with contextlib.ExitStack() as stack:
-        writers = OutputWriters(stack, plan, outputs, times)
+        writers = OutputWriters(stack, plan, outputs, control)
         reader, decode_crop = _driving_frames(stack, plan, driving_size)
-        producer = stack.enter_context(RenderThread(reader, decode_crop, driving_size, motion, plan, times, threaded))
-        for index, driving, output, frame_motion in producer.frames(control):
+        producer = stack.enter_context(
+            RenderThread(reader, decode_crop, driving_size, motion_source, plan, control, threaded)
+        )
+        for index, driving, output, frame_motion in producer.frames():
             frame = FrameResult(index=index, output=output, driving=driving, motion=frame_motion)
             t0 = time.perf_counter()
             error = meter.update(driving, output, frame_motion.confidence)
             result.warp_error[index] = error.mean
-            times.overlays += time.perf_counter() - t0
+            control.spent("overlays", time.perf_counter() - t0)
             writers.write(frame, error.mean, error.map)
             if keep_frames:
                 result.frames.append(frame)
@@ -87,15 +90,17 @@ def _driving_frames(stack: contextlib.ExitStack, plan: RenderPlan, driving_size:
 class RenderThread:
     """Pass 2's producer: decode, crop and animate each frame in a thread of its own, so that the caller's
     thread (temporal meter, overlays, handing frames to the encoders, callbacks) works on frame i while
-    frame i + 1 renders. Frames come out in order; an error in the thread is raised in the caller's.
-    ``threaded=False`` does the same work inline (the sequential reference of the benchmark)."""
+    frame i + 1 renders. Frames come out in order; an error in the thread is raised in the caller's. The
+    thread's decode and render times go to ``control`` once it has stopped, from the caller's thread.
+    ``threaded=False`` does the same work inline (``Animator(parallel=False)``)."""
 
     _DEPTH = 2  # rendered frames waiting for the caller
 
-    def __init__(self, reader, decode_crop: Crop, driving_size: int, motion: MotionSource, plan: RenderPlan,
-                 times: StageTimes, threaded: bool = True) -> None:  # fmt: skip
-        self._reader, self._decode_crop, self._driving_size, self._motion = reader, decode_crop, driving_size, motion
-        self._plan, self._times = plan, times
+    def __init__(self, reader, decode_crop: Crop, driving_size: int, motion_source: MotionSource, plan: RenderPlan,
+                 control: Control, threaded: bool = True) -> None:  # fmt: skip
+        self._reader, self._decode_crop, self._driving_size = reader, decode_crop, driving_size
+        self._motion_source, self._plan, self._control = motion_source, plan, control
+        self._seconds = {"decode": 0.0, "render": 0.0}  # written by the thread, read once it has stopped
         self._queue: queue.Queue = queue.Queue(maxsize=self._DEPTH)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True) if threaded else None
@@ -103,17 +108,17 @@ class RenderThread:
             self._thread.start()
 
     def _produce(self):
-        times, motion, plan = self._times, self._motion, self._plan
+        seconds, motion_source, plan = self._seconds, self._motion_source, self._plan
         for index in range(plan.track.count):
             t0 = time.perf_counter()
             raw = next(self._reader, None)
-            times.decode += time.perf_counter() - t0
+            seconds["decode"] += time.perf_counter() - t0
             if raw is None or self._stop.is_set():
                 return
             t0 = time.perf_counter()
             driving = self._decode_crop.apply(raw, self._driving_size)
-            output, frame_motion = motion.render(driving, plan.landmarks_at(index))
-            times.render += time.perf_counter() - t0
+            output, frame_motion = motion_source.render(driving, plan.landmarks_at(index))
+            seconds["render"] += time.perf_counter() - t0
             yield index, driving, output, frame_motion
 
     def _run(self) -> None:
@@ -127,8 +132,9 @@ class RenderThread:
     def _put(self, item) -> None:
         put_unless_stopped(self._queue, item, self._stop)
 
-    def frames(self, control: Control):
-        """Yield (index, driving, output, motion) in order until the video ends."""
+    def frames(self):
+        """Yield (index, driving, output, frame motion) in order until the video ends."""
+        control = self._control
         if self._thread is None:
             for item in self._produce():
                 control.check()
@@ -153,3 +159,5 @@ class RenderThread:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        for stage, seconds in self._seconds.items():
+            self._control.spent(stage, seconds)
