@@ -94,19 +94,31 @@ def invert_2x2(m: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     return inv / det[..., None, None]
 
 
-def local_affine_grids(source: Anchors, driving: Anchors, height: int, width: int) -> torch.Tensor:
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A global affine map z -> A z + t of normalised coordinates on the grid: theta (B, 2, 3) -> (B, H, W, 2)."""
+    grid = identity_grid(height, width, device=theta.device, dtype=theta.dtype)
+    return torch.einsum("bij,hwj->bhwi", theta[:, :, :2], grid) + theta[:, None, None, :, 2]
+
+
+def local_affine_grids(
+    source: Anchors, driving: Anchors, height: int, width: int, background: torch.Tensor | None = None
+) -> torch.Tensor:
     """The local transforms T_i of Eq 5, evaluated on the driving grid: (B, K+1, H, W, 2).
 
     T_i(z) = K^s_i + J_s J_d^{-1} (z - K^d_i) maps a driving coordinate to the source through the
-    anchor's canonical frame, so that T_i(K^d_i) = K^s_i. Index 0 is the identity (background) term.
+    anchor's canonical frame, so that T_i(K^d_i) = K^s_i. Index 0 is the background term: the identity
+    (the paper's, as FOMM's), or the global affine ``background`` (B, 2, 3) when one is given (TPSMM's camera term).
     """
     grid = identity_grid(height, width, device=source.points.device, dtype=source.points.dtype)
     b, k, _ = source.points.shape
     jac = source.jacobians @ invert_2x2(driving.jacobians)  # (B, K, 2, 2)
     rel = grid[None, None] - driving.points[:, :, None, None, :]  # (B, K, H, W, 2)
     moved = torch.einsum("bkij,bkhwj->bkhwi", jac, rel) + source.points[:, :, None, None, :]
-    background = grid[None, None].expand(b, 1, height, width, 2)
-    return torch.cat([background, moved], dim=1)
+    if background is None:
+        first = grid[None, None].expand(b, 1, height, width, 2)
+    else:
+        first = affine_grid(background.to(grid.dtype), height, width)[:, None]
+    return torch.cat([first, moved], dim=1)
 
 
 def compose_flow(weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:

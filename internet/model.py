@@ -15,7 +15,7 @@ from internet.config import ModelConfig, load_config, to_dict
 from internet.errors import CheckpointError
 from internet.generator import Generator, SourceFeatures
 from internet.geometry import Anchors, warp
-from internet.motion import DenseMotion, MotionOutput
+from internet.motion import BackgroundMotion, DenseMotion, MotionOutput
 
 
 @dataclass
@@ -31,6 +31,7 @@ class INTERNetOutput:
     flows: list[torch.Tensor]  # [(B, H_i, W_i, 2)] sampling grids F^i
     confidences: list[torch.Tensor]  # [(B, 1, H_i, W_i)] confidence maps M^i in [0, 1]
     heatmaps_driving: torch.Tensor | None = None  # (B, K, h, w) anchor heatmaps of the driving frame
+    background: torch.Tensor | None = None  # (B, 2, 3) affine background term T_0; None = identity (the paper's)
 
     def deformed(self, source: torch.Tensor) -> torch.Tensor:
         """The source image warped by the finest flow (for visualisation)."""
@@ -56,6 +57,11 @@ class INTERNet(nn.Module):
         self.detector = AnchorDetector(config.anchors, config.motion_size, config.norm)
         self.dense_motion = DenseMotion(config.motion, k, config.motion_size, levels=3, norm_kind=config.norm)
         self.generator = Generator(config.generator, config.norm)
+        self.background = (
+            BackgroundMotion(config.motion, config.motion_size, config.norm)
+            if config.motion.background == "affine"
+            else None
+        )
 
     # ------------------------------------------------------------------ inference building blocks
     def detect(self, frames: torch.Tensor) -> Anchors:
@@ -67,9 +73,15 @@ class INTERNet(nn.Module):
         self._check_input(source, "source")
         return SourceState(image=source, anchors=self.detect(source), features=self.generator.encoder(source))
 
-    def motion(self, source: torch.Tensor, anchors_source: Anchors, anchors_driving: Anchors) -> MotionOutput:
-        """Stage I dense motion and confidence pyramids (Eq 5)."""
-        return self.dense_motion(source, anchors_source, anchors_driving)
+    def motion(
+        self,
+        source: torch.Tensor,
+        anchors_source: Anchors,
+        anchors_driving: Anchors,
+        background: torch.Tensor | None = None,
+    ) -> MotionOutput:
+        """Stage I dense motion and confidence pyramids (Eq 5); ``background`` = affine T_0 or None (identity)."""
+        return self.dense_motion(source, anchors_source, anchors_driving, background)
 
     def animate(
         self,
@@ -79,16 +91,21 @@ class INTERNet(nn.Module):
     ) -> INTERNetOutput:
         """Render driving frames from a prepared source; ``anchors_driving`` overrides detection.
 
-        A batch of B driving frames may share a source of batch 1 (the source is broadcast).
+        A batch of B driving frames may share a source of batch 1 (the source is broadcast). With an affine
+        background term (``MotionConfig.background``) and driving frames, T_0 is predicted from both frames;
+        with driving anchors given (relative motion, cross-identity animation) T_0 stays the identity.
         """
+        background = None
         if anchors_driving is None:
             if driving is None:
                 raise ValueError("give driving frames or driving anchors")
             self._check_input(driving, "driving")
             anchors_driving = self.detect(driving)
+            if self.background is not None:
+                background = self.background(state.image, driving)
         b = anchors_driving.points.shape[0]
         state = _broadcast(state, b)
-        motion = self.motion(state.image, state.anchors, anchors_driving)
+        motion = self.motion(state.image, state.anchors, anchors_driving, background)
         prediction = self.generator.decode(state.features, motion.flows, motion.confidences, state.image)
         return INTERNetOutput(
             prediction=prediction,
@@ -100,6 +117,7 @@ class INTERNet(nn.Module):
             flows=motion.flows,
             confidences=motion.confidences,
             heatmaps_driving=anchors_driving.heatmaps,
+            background=motion.background,
         )
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> INTERNetOutput:

@@ -4,6 +4,10 @@ From the source frame and the two anchor sets, a U-Net predicts K+1 soft composi
 (index 0 = background/identity), giving the base flow F^0 = sum_i omega_i T_i at the motion resolution, and,
 from an additional output layer on the same features, the confidence map M^0 in [0, 1]. The pyramids
 {F^i}, {M^i} are obtained by 2x bilinear upsampling.
+
+The background term T_0 is the identity in the paper (as in FOMM). ``MotionConfig.background = "affine"``
+replaces it with a global affine map that ``BackgroundMotion`` predicts from the source and driving frames
+(TPSMM's background motion), for clips whose camera pans or zooms.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import nn
 
 from internet.config import MotionConfig
 from internet.geometry import Anchors, compose_flow, gaussian_heatmaps, local_affine_grids, upsample2x, warp
-from internet.layers import UNet, downsample
+from internet.layers import DownBlock, UNet, downsample
 
 
 @dataclass
@@ -26,6 +30,35 @@ class MotionOutput:
     weights: torch.Tensor  # (B, K+1, h, w) soft weights omega, sum to 1 per pixel
     flows: list[torch.Tensor]  # [(B, H_i, W_i, 2)] sampling grids F^i
     confidences: list[torch.Tensor]  # [(B, 1, H_i, W_i)] confidence maps M^i in [0, 1]
+    background: torch.Tensor | None = None  # (B, 2, 3) affine T_0 when predicted, None = identity
+
+
+class BackgroundMotion(nn.Module):
+    """(source, driving) -> the affine background term T_0 (B, 2, 3) of normalised coordinates.
+
+    A strided CNN on both frames at the motion resolution, global pooling and a linear layer initialised to
+    zero, so that a new module starts as the identity (and a model warm-started from one without it renders
+    exactly as before).
+    """
+
+    def __init__(self, config: MotionConfig, motion_size: int, norm_kind: str = "group") -> None:
+        super().__init__()
+        self.motion_size = motion_size
+        n = config.num_blocks
+        chans = [6] + [min(config.max_features, config.block_expansion * 2 ** (i + 1)) for i in range(n)]
+        self.features = nn.Sequential(*(DownBlock(chans[i], chans[i + 1], norm_kind) for i in range(n)))
+        self.head = nn.Linear(chans[-1], 6)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("identity", torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), persistent=False)
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        s = self.motion_size
+        if source.shape[0] != driving.shape[0]:
+            source = source.expand(driving.shape[0], -1, -1, -1)
+        x = torch.cat([downsample(source, s), downsample(driving, s)], dim=1)
+        delta = self.head(self.features(x).mean(dim=(2, 3)).float())
+        return self.identity + delta.view(-1, 2, 3)
 
 
 class DenseMotion(nn.Module):
@@ -48,12 +81,21 @@ class DenseMotion(nn.Module):
         """The two output layers on the U-Net's features: logits of omega (K+1 channels) and of M^0 (1)."""
         return self.weights(features), self.confidence(features)
 
-    def forward(self, source: torch.Tensor, anchors_source: Anchors, anchors_driving: Anchors) -> MotionOutput:
-        """Eq 5: F^0 = sum_i omega_i T_i with sum_i omega_i = 1, and M^0 = sigmoid(conv(features))."""
+    def forward(
+        self,
+        source: torch.Tensor,
+        anchors_source: Anchors,
+        anchors_driving: Anchors,
+        background: torch.Tensor | None = None,
+    ) -> MotionOutput:
+        """Eq 5: F^0 = sum_i omega_i T_i with sum_i omega_i = 1, and M^0 = sigmoid(conv(features)).
+
+        ``background`` (B, 2, 3) replaces the identity T_0 (``BackgroundMotion``); None keeps the identity.
+        """
         s = self.motion_size
         src = downsample(source, s)
         b = src.shape[0]
-        transforms = local_affine_grids(anchors_source, anchors_driving, s, s)  # (B, K+1, s, s, 2)
+        transforms = local_affine_grids(anchors_source, anchors_driving, s, s, background)  # (B, K+1, s, s, 2)
         k1 = transforms.shape[1]
         warped = warp(
             src.unsqueeze(1).expand(-1, k1, -1, -1, -1).reshape(b * k1, 3, s, s),
@@ -75,4 +117,4 @@ class DenseMotion(nn.Module):
         for _ in range(self.levels - 1):
             flows.append(upsample2x(flows[-1].permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
             confidences.append(upsample2x(confidences[-1]))
-        return MotionOutput(weights=weights, flows=flows, confidences=confidences)
+        return MotionOutput(weights=weights, flows=flows, confidences=confidences, background=background)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from internet.geometry import (
     Anchors,
     ThinPlateSpline,
+    affine_grid,
     compose_flow,
     flow_pixels_to_grid,
     identity_grid,
@@ -151,3 +152,29 @@ def test_single_anchor_transform_is_the_affine_map(angle, scale, tx, ty):
     z = identity_grid(9, 9)
     ref = (z - torch.tensor([tx, ty])) @ torch.linalg.inv(jd).T + torch.tensor([0.1, -0.1])
     assert torch.allclose(flow, ref, atol=1e-4)
+
+
+def test_affine_grid_of_the_identity_is_the_identity_grid_and_a_shift_moves_every_point():
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[1.0, 0.0, 0.25], [0.0, 1.0, -0.5]]])
+    grid = affine_grid(theta, 7, 5)
+    assert torch.allclose(grid[0], identity_grid(7, 5))
+    assert torch.allclose(grid[1] - identity_grid(7, 5), torch.tensor([0.25, -0.5]).expand(7, 5, 2))
+    # A zoom about the centre scales the coordinates; the same map warps an image like grid_sample's own.
+    zoom = torch.tensor([[[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]])
+    image = torch.rand(1, 3, 9, 9)
+    ours = warp(image, affine_grid(zoom, 9, 9))
+    reference = torch.nn.functional.grid_sample(
+        image, torch.nn.functional.affine_grid(zoom, (1, 3, 9, 9), align_corners=True), align_corners=True
+    )
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_the_background_term_is_the_given_affine_map_and_the_anchor_terms_do_not_change():
+    src, drv = random_anchors(2, 3, 1), random_anchors(2, 3, 2)
+    theta = torch.tensor([[1.02, 0.0, 0.03], [0.0, 1.02, -0.01]]).expand(2, 2, 3)
+    plain = local_affine_grids(src, drv, 8, 8)
+    moved = local_affine_grids(src, drv, 8, 8, background=theta)
+    assert torch.allclose(plain[:, 0], identity_grid(8, 8).expand(2, -1, -1, -1))
+    assert torch.allclose(moved[:, 0], affine_grid(theta, 8, 8))
+    assert not torch.allclose(moved[:, 0], plain[:, 0])
+    assert torch.equal(moved[:, 1:], plain[:, 1:])

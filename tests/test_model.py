@@ -305,3 +305,33 @@ def test_a_removed_field_with_its_off_value_still_loads_and_any_other_value_is_a
     data["generator"]["skip_image"] = True
     with pytest.raises(ConfigError, match="skip_image is no longer supported"):
         from_dict(ModelConfig, data)
+
+
+def test_affine_background_starts_as_the_identity_and_follows_a_camera_shift_once_set():
+    """motion.background=affine: a new BackgroundMotion renders exactly as the identity term; a set T_0 moves the
+    background: with omega = background everywhere and M -> 1, a blended output is the source shifted by T_0."""
+    torch.manual_seed(0)
+    plain = INTERNet(load_config("tiny", ["generator.blend_output=true"])).eval()
+    model = INTERNet(load_config("tiny", ["generator.blend_output=true", "motion.background=affine"])).eval()
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("background.") for k in missing)
+    src, drv = frames(64)
+    with torch.no_grad():
+        out = model(src, drv)
+        assert torch.equal(out.prediction, plain(src, drv).prediction)
+        assert torch.allclose(out.background, torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]))
+        model.background.head.bias.copy_(torch.tensor([0.0, 0, 16 / 63, 0, 0, 0]))  # x -> x + 8 px at 64 px
+        model.dense_motion.weights.weight.zero_()
+        model.dense_motion.weights.bias.copy_(torch.tensor([30.0] + [0.0] * 10))  # omega_0 = 1
+        model.dense_motion.confidence.weight.zero_()
+        model.dense_motion.confidence.bias.fill_(30.0)
+        shifted = model(src, drv).prediction
+        given = model.animate(model.prepare_source(src), drv, anchors_driving=model.detect(drv))
+    # O(x) = S(x + 8 px) away from the right border; driving anchors given (relative motion) keep the identity.
+    assert (shifted[..., 4:-12] - src[..., 12:-4]).abs().max() < 1e-3
+    assert given.background is None and (given.prediction - src).abs().max() < 1e-3
+
+
+def test_background_values_other_than_identity_or_affine_are_config_errors():
+    with pytest.raises(ConfigError, match="background"):
+        load_config("tiny", ["motion.background=tps"])

@@ -16,7 +16,14 @@ from safetensors.torch import load_file
 
 from internet import INTERNet
 from internet.errors import CheckpointError, ConfigError
-from training.checkpointing import Progress, Trainables, latest_checkpoint, list_checkpoints, load_checkpoint
+from training.checkpointing import (
+    Progress,
+    Trainables,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    warm_start,
+)
 from training.config import ExperimentConfig, load_experiment, replace
 from training.data import SynthRunwayDataset, VideoSample
 from training.discriminator import MultiScaleDiscriminator
@@ -300,3 +307,25 @@ def test_learning_rate_drops_at_each_milestone():
     rates = [learning_rate(2e-4, step, (10, 20), 0.1) for step in (0, 9, 10, 19, 20, 1000)]
     assert rates == pytest.approx([2e-4, 2e-4, 2e-5, 2e-5, 2e-6, 2e-6])
     assert learning_rate(1.0, 50, (), 0.1) == 1.0
+
+
+def test_warm_start_loads_every_saved_tensor_and_keeps_new_modules_at_their_initialisation(clips, tmp_path):
+    config = tiny(clips, max_steps=1, checkpoint_every=100)
+    result = training_loop(config, tmp_path / "first")
+    saved = tensors(result.checkpoint / "generator.safetensors")
+    grown = replace(config, model={"motion": {"background": "affine"}})
+    fresh = _fresh_trainables(grown)
+    kept = warm_start(result.checkpoint, fresh)
+    assert kept and all(k.startswith("generator.background.") for k in kept)
+    state = fresh.generator.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved.items())
+    exported = _fresh_trainables(grown)
+    assert warm_start(result.final_dir, exported) == [k for k in kept if k.startswith("generator.")]
+    # A run started from it begins where the first one ended (train.init), and files of another model are refused.
+    run = training_loop(replace(grown, train={"init": str(result.checkpoint), "max_steps": 1}), tmp_path / "b")
+    assert run.progress.step == 1
+    other = _fresh_trainables(replace(config, model={"anchors": {"num_anchors": 5}}))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        warm_start(result.checkpoint, other)
+    with pytest.raises(CheckpointError, match="neither"):
+        warm_start(tmp_path, other)

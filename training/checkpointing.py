@@ -274,3 +274,33 @@ def _discard(path: Path) -> None:
         shutil.rmtree(trash)
     os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def warm_start(path: Path, trainables: Trainables) -> list[str]:
+    """Start a new run from the weights of another: ``path`` is a training checkpoint folder (generator and
+    discriminator) or an exported model folder (``model.safetensors``: the generator only).
+
+    Optimizer states, progress and RNGs start fresh. Every tensor in the file must exist in this model with the
+    same shape; tensors of this model that the file lacks (a module the earlier run did not have, e.g. an
+    affine background term) keep their initialisation. Returns those names.
+    """
+    path = Path(path)
+    sources = [("generator", path / "generator.safetensors"), ("discriminator", path / "discriminator.safetensors")]
+    if not sources[0][1].is_file():
+        sources = [("generator", path / "model.safetensors")]
+    if not sources[0][1].is_file():
+        raise CheckpointError(f"{path} holds neither a training checkpoint nor an exported model")
+    kept: list[str] = []
+    for name, file in sources:
+        module: nn.Module = getattr(trainables, name)
+        tensors = read_tensors(file)
+        expected = module.state_dict()
+        for key, tensor in tensors.items():
+            if key not in expected or tuple(expected[key].shape) != tuple(tensor.shape):
+                got = tuple(expected[key].shape) if key in expected else "nothing"
+                raise CheckpointError(f"{file}: {key} {tuple(tensor.shape)} does not fit this model ({got})")
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise CheckpointError(f"{file}: tensor {key} holds NaN or inf")
+        module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
+        kept += [f"{name}.{k}" for k in expected if k not in tensors]
+    return kept

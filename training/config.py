@@ -82,6 +82,9 @@ class TrainConfig:
     epochs: int = 100
     max_steps: int = 0  # 0 = epochs * steps per epoch
     lr: float = 2e-4  # generator learning rate
+    # Start from the weights of another run (a training checkpoint folder or an exported model folder);
+    # optimizers and progress start fresh, modules the other run lacked keep their initialisation. "" = off.
+    init: str = ""
     lr_discriminator: float | None = None  # None = same as lr
     betas: tuple[float, float] = (0.5, 0.999)
     # Steps at which both learning rates drop by lr_gamma (FOMM: epochs 60 and 90 of 100, x0.1); () = constant.

@@ -43,6 +43,7 @@ from training.checkpointing import (
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    warm_start,
 )
 from training.config import ExperimentConfig, experiment_to_dict, load_experiment, with_overrides
 from training.data import VideoSample, collate_samples
@@ -290,6 +291,12 @@ def training_loop(
     else:
         if resume and ctx.is_main:
             log.info(f"--resume: no checkpoint in {ckpt_root} yet, starting from scratch")
+        if t.init:
+            fresh = warm_start(Path(t.init), trainables)
+            if ema is not None:
+                ema.load_state_dict(generator.state_dict())
+            if ctx.is_main:
+                log.info(f"weights from {t.init}; kept their initialisation: {', '.join(fresh) or 'nothing'}")
         torch.manual_seed(derive_seed(t.seed, ctx.rank))
         np.random.seed(derive_seed(t.seed, ctx.rank) % 2**32)
         random.seed(derive_seed(t.seed, ctx.rank))
@@ -523,6 +530,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--resume", action="store_true", help="continue from the last complete checkpoint in --out"
     )
+    p.add_argument("--init", help="start from the weights of a checkpoint or exported model folder (train.init)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -546,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             shortcuts.append(f"loss.temporal={args.temporal}")
         if args.vgg_weights is not None:
             shortcuts.append(f"loss.vgg_weights={args.vgg_weights}")
+        if args.init is not None:
+            shortcuts.append(f"train.init={args.init}")
         config = with_overrides(config, shortcuts)
         training_loop(config, args.out, resume=args.resume)
     except (ConfigError, CheckpointError, InputError, TrainingError) as exc:
