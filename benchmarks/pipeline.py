@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from internet.pipeline.options import TIMED_STAGES as STAGES
+from internet.pipeline.options import MOTION_SOURCES, TIMED_STAGES
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 PRESETS = {256: "internet-256", 512: "internet-512"}
+STAGES = TIMED_STAGES  # the keys of a row's stage_s and stage_fps
 
 
 def _inputs(folder: Path, frames: int) -> tuple[Path, Path, Path | None]:
@@ -79,7 +80,7 @@ OUTPUT_SETS = ("result", "all")  # result video + anchors JSON; or also the side
 
 
 def run_one(
-    motion: str,
+    motion_source: str,
     size: int,
     frames: int,
     device: str,
@@ -98,7 +99,7 @@ def run_one(
 
     photo, video, clip = _inputs(folder, frames)
     model = None
-    if motion == "model":
+    if motion_source == "model":
         import torch
 
         from internet import INTERNet, load_config
@@ -111,8 +112,10 @@ def run_one(
     from internet.video.io import probe_video
 
     fps = probe_video(video).fps
-    options = AnimateOptions(motion=motion, size=size, max_seconds=frames / fps, centre_crop=clip is not None)
-    out = folder / f"{motion}-{size}-{frames}-{outputs}"
+    options = AnimateOptions(
+        motion_source=motion_source, size=size, max_seconds=frames / fps, centre_crop=clip is not None
+    )
+    out = folder / f"{motion_source}-{size}-{frames}-{outputs}"
     out.mkdir(exist_ok=True)
     paths = OutputPaths(out / "result.mp4", None, None, out / "anchors.json")
     if outputs == "all":
@@ -139,8 +142,8 @@ def run_one(
     threaded, sequential = (Animator(model, device, parallel=p, poses=known) for p in (True, False))
     default = "threaded" if Animator(model, device).parallel else "sequential"
     cold = render(threaded if default == "threaded" else sequential)
-    row = {"motion": motion, "size": size, "outputs": outputs, "default": default, "cold_fps": cold["end_to_end_fps"]}
-    row |= cold
+    row = {"motion": motion_source, "size": size, "outputs": outputs, "default": default}
+    row |= {"cold_fps": cold["end_to_end_fps"]} | cold
     if rounds > 0:
         runs: dict[str, list[dict]] = {"sequential": [], "threaded": []}
         for _ in range(rounds):
@@ -168,19 +171,21 @@ def _cpu_seconds() -> float:
 
 
 def measure(
-    motion: str, size: int, frames: int, device: str, folder: Path, outputs: str = "all", rounds: int = 0
+    motion_source: str, size: int, frames: int, device: str, folder: Path, outputs: str = "all", rounds: int = 0
 ) -> dict:
     """:func:`run_one` in a fresh process (so its peak RSS is its own); ``folder`` caches the looped inputs."""
-    return _child(motion, size, frames, device, folder, outputs, rounds)
+    return _child(motion_source, size, frames, device, folder, outputs, rounds)
 
 
-def _child(motion: str, size: int, frames: int, device: str, folder: Path, outputs: str = "all", rounds: int = 0):
-    cmd = [sys.executable, "-m", "benchmarks.pipeline", "--child", motion, str(size), str(frames),
+def _child(
+    motion_source: str, size: int, frames: int, device: str, folder: Path, outputs: str = "all", rounds: int = 0
+):
+    cmd = [sys.executable, "-m", "benchmarks.pipeline", "--child", motion_source, str(size), str(frames),
            "--device", device, "--folder", str(folder), "--outputs", outputs, "--rounds", str(rounds)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"motion": motion, "size": size, "frames": frames, "error": proc.stderr.strip().splitlines()[-1:]}
+        return {"motion": motion_source, "size": size, "frames": frames, "error": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(lines[-1])
 
 
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=60, help="frames per speed run")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--motions", nargs="+", default=["pose-rig", "model"], choices=["pose-rig", "model"])
+    parser.add_argument("--motions", nargs="+", default=list(MOTION_SOURCES), choices=MOTION_SOURCES)
     parser.add_argument(
         "--rss",
         type=int,
@@ -205,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        motion, size, frames = args.child[0], int(args.child[1]), int(args.child[2])
-        print(json.dumps(run_one(motion, size, frames, args.device, args.folder, args.outputs[0], args.rounds)))
+        motion_source, size, frames = args.child[0], int(args.child[1]), int(args.child[2])
+        print(json.dumps(run_one(motion_source, size, frames, args.device, args.folder, args.outputs[0], args.rounds)))
         return 0
 
     from internet.speedups.memory import enable_huge_pages
@@ -215,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"speed": [], "memory": []}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         folder = Path(tmp)
-        for motion in args.motions:
+        for motion_source in args.motions:
             for size in args.sizes:
                 for outputs in args.outputs:
-                    row = _child(motion, size, args.frames, args.device, folder, outputs, args.rounds)
+                    row = _child(motion_source, size, args.frames, args.device, folder, outputs, args.rounds)
                     results["speed"].append(row)
                     print_speed(row)
         for frames in args.rss:

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from internet.pipeline.options import MOTIONS, PREVIEW_SECONDS, PREVIEW_SIZE, REFERENCES
+from internet.pipeline.options import MOTION_SOURCES, PREVIEW_SECONDS, PREVIEW_SIZE, REFERENCES
 from internet.sources.base import BACKGROUNDS
 
 
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, required=True, help="result video (H.264 MP4)")
     parser.add_argument(
         "--motion",
-        choices=MOTIONS,
+        dest="motion_source",
+        choices=MOTION_SOURCES,
         default="pose-rig",
         help="motion source: training-free pose rig (default) or an INTERNet checkpoint",
     )
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from internet.speedups.memory import enable_huge_pages, retain_freed_memory
 
     enable_huge_pages()  # before torch's first tensor (the model path)
-    if args.motion == "model":  # its 512² activations; the pose rig would only keep ~50 MB more resident
+    if args.motion_source == "model":  # its 512² activations; the pose rig would only keep ~50 MB more resident
         retain_freed_memory()
 
     from internet.errors import InputError
@@ -129,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         outputs = OutputPaths(args.output, args.side_by_side, args.overlays, args.anchors_json)
         _check_outputs(outputs, args)
         options = AnimateOptions(
-            motion=args.motion, size=args.size, relative=args.relative, best_frame=args.best_frame,
+            motion_source=args.motion_source, size=args.size, relative=args.relative, best_frame=args.best_frame,
             reference=args.reference, fps=args.fps, max_seconds=args.max_seconds, background=args.background,
             centre_crop=args.center_crop,
         )  # fmt: skip
         if args.preview:
             options = options.preview()
-        checkpoint = (args.checkpoint or "default") if args.motion == "model" else None
+        checkpoint = (args.checkpoint or "default") if args.motion_source == "model" else None
         animator = Animator.from_pretrained(checkpoint, device=args.device)
         result = animator.animate(args.source, args.driving, options, outputs, progress=progress)
     except InputError as error:

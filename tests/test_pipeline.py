@@ -125,7 +125,7 @@ def test_model_motion_plumbing(tiny_checkpoint, tmp_path):
     photo = np.full((80, 60, 3), 200, np.uint8)
     outputs = OutputPaths(video=tmp_path / "r.mp4", overlays=tmp_path / "o.mp4", anchors_json=tmp_path / "a.json")
     for relative in (True, False):
-        options = AnimateOptions(motion="model", centre_crop=True, relative=relative, size=256)
+        options = AnimateOptions(motion_source="model", centre_crop=True, relative=relative, size=256)
         result = animator.animate(photo, video, options, outputs, keep_frames=True)
         assert result.size == size and any("ignored" in w for w in result.warnings)
         info, count = read_video_stats(outputs.video)
@@ -136,7 +136,7 @@ def test_model_motion_plumbing(tiny_checkpoint, tmp_path):
         assert motion.jacobians_driving.shape == (k, 2, 2) and motion.flow.shape[-1] == 2
     # without a person and without --center-crop, the message says how to proceed
     with pytest.raises(InputError, match="center-crop"):
-        animator.animate(photo, video, AnimateOptions(motion="model"))
+        animator.animate(photo, video, AnimateOptions(motion_source="model"))
 
 
 def test_bad_inputs(tmp_path, tiny_checkpoint):
@@ -144,12 +144,12 @@ def test_bad_inputs(tmp_path, tiny_checkpoint):
     one = make_video(tmp_path / "one.mp4", frames=1)
     with pytest.raises(InputError, match="single frame"):
         Animator.from_pretrained(tiny_checkpoint).animate(
-            np.zeros((64, 64, 3), np.uint8), one, AnimateOptions(motion="model", centre_crop=True)
+            np.zeros((64, 64, 3), np.uint8), one, AnimateOptions(motion_source="model", centre_crop=True)
         )
     with pytest.raises(InputError, match="No person found in the photo"):
         animator.animate(np.full((64, 48, 3), 90, np.uint8), make_video(tmp_path / "v.mp4"), AnimateOptions())
     with pytest.raises(InputError, match="checkpoint"):
-        animator.animate(np.zeros((64, 64, 3), np.uint8), one, AnimateOptions(motion="model"))
+        animator.animate(np.zeros((64, 64, 3), np.uint8), one, AnimateOptions(motion_source="model"))
     with pytest.raises(InputError, match="checkpoint folder"):
         Animator.from_pretrained(tmp_path)
     with pytest.raises(InputError):
@@ -334,19 +334,19 @@ def test_single_threaded_blas_limits_and_restores():
     assert blas_threads() == before
 
 
-def test_the_photo_pose_is_detected_once_per_photo(monkeypatch):
+def test_the_photo_pose_is_found_once_per_photo(monkeypatch):
     """Animator keeps MediaPipe's result for recent photos by their pixels: the same photo again is not
-    detected again, another photo (or the same pixels in another shape) is, and the kept arrays are read-only."""
+    looked for again, another photo (or the same pixels in another shape) is, and the kept arrays are read-only."""
     from internet.pipeline import photo as pipeline
 
     calls = []
 
-    def fake_detect(rgb):
+    def fake_find(rgb):
         calls.append(rgb.shape)
         points = np.full((13, 2), float(rgb[0, 0, 0]), np.float32)
         return pipeline.SourceMarks(Landmarks(points, np.ones(13, np.float32), np.zeros((4, 4), np.float32)), 1.0)
 
-    monkeypatch.setattr(pipeline, "_detect_source", fake_detect)
+    monkeypatch.setattr(pipeline, "_find_in_photo", fake_find)
     photos = pipeline.PhotoPoses()
     a, b = np.zeros((8, 6, 3), np.uint8), np.full((8, 6, 3), 7, np.uint8)
     first = photos.find(a)

@@ -1,4 +1,4 @@
-"""Pose rig (issue 7): smoothing, retargeting, layered forward skinning, confidence and the limb metric.
+"""Pose rig: smoothing, retargeting, layered forward skinning, confidence and the limb metric.
 
 A small cv2-drawn figure with exact joints and mask drives most tests (fast, 96 px); the last test runs
 the whole rig on the shared real photo + dance clip when they are present.
@@ -255,7 +255,7 @@ def test_exact_provider_replays_joints_and_masks() -> None:
     joints = np.stack([STANDING, STANDING + 1, np.full_like(STANDING, np.nan)])
     masks = np.zeros((3, S, S), np.float32)
     provider = ExactProvider(joints, masks)
-    a, b, c = (provider.detect(np.zeros((S, S, 3), np.uint8)) for _ in range(3))
+    a, b, c = (provider.find(np.zeros((S, S, 3), np.uint8)) for _ in range(3))
     assert np.allclose(a.points, STANDING) and np.allclose(b.points, STANDING + 1) and c is None
     assert a.mask.shape == (S, S)
 

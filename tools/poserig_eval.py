@@ -1,8 +1,8 @@
 """The pose rig's quality figure measured as a user runs it, and pass 1's tracking error.
 
 For each driving clip, each ``--max-seconds`` and each option set, this runs the CLI exactly as a user would
-(``python -m internet.animate PHOTO CLIP -o out.mp4 --max-seconds S [options]``, 512² by default), re-detects
-the pose on the output with MediaPipe (a fresh tracker) and correlates each limb's angle with the driver's
+(``python -m internet.animate PHOTO CLIP -o out.mp4 --max-seconds S [options]``, 512² by default), finds
+the pose on the output again with MediaPipe (a fresh tracker) and correlates each limb's angle with the driver's
 (:func:`~internet.sources.poserig.posemetrics.centred_limb_angle_correlation`: 8 limbs, angles centred on their
 median, the first ``--frames`` frames). The driver's angles come from MediaPipe on the original frames, and,
 for SynthRunway drivers, from their exact joints as well. The driving clip itself (resized to the output's
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from internet.pipeline import AnimateOptions, Animator  # noqa: E402
 from internet.sources.poserig.posemetrics import centred_limb_angle_correlation  # noqa: E402
-from internet.sources.poserig.quality import detect_sequence  # noqa: E402
+from internet.sources.poserig.quality import track_landmarks  # noqa: E402
 from internet.sources.poserig.retarget import torso_length  # noqa: E402
 from internet.video.framing import person_box, square_around  # noqa: E402
 from internet.video.io import VideoReader, probe_video  # noqa: E402
@@ -113,8 +113,8 @@ def save_sheet(driver: list[np.ndarray], output: list[np.ndarray], path: Path, t
 def score_clip(name, photo, clip, exact, args, table) -> None:
     """CLI runs on one driving clip: every --seconds and variant; rows appended to ``table``."""
     driver, fps = read_video(clip)
-    driver_marks = detect_sequence(driver)
-    resized = detect_sequence([person_square(f, m, args.size) for f, m in zip(driver[: args.frames], driver_marks)])
+    driver_marks = track_landmarks(driver)
+    resized = track_landmarks([person_square(f, m, args.size) for f, m in zip(driver[: args.frames], driver_marks)])
     ceiling = score(driver_marks, resized)
     print(f"{name}: {len(driver)} frames at {fps:g} fps; the driver itself, cropped to its person and resized: "
           f"corr {ceiling['corr']:.3f} (visible limbs {ceiling['corr_visible']:.3f})", flush=True)  # fmt: skip
@@ -125,7 +125,7 @@ def score_clip(name, photo, clip, exact, args, table) -> None:
             wall, message = run_cli(photo, clip, out, seconds, VARIANTS[variant], args.size)
             output, _ = read_video(out)
             n = min(args.frames, len(output))
-            marks = detect_sequence(output[:n])
+            marks = track_landmarks(output[:n])
             row = {"clip": name, "variant": variant, "seconds": seconds, "frames": len(output), "scored": n,
                    **score(driver_marks, marks), "wall_s": round(wall, 1), "message": message}  # fmt: skip
             if exact is not None:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from internet.app.settings import MODES, SIZES, Settings, StudioLimits
 from internet.app.views import CONFIDENCE_LEVELS
-from internet.pipeline import MOTIONS
+from internet.pipeline import MOTION_SOURCES
 from internet.sources.base import BACKGROUNDS
 
 INSPECTION_TITLES = (
@@ -29,7 +29,7 @@ INSPECTION_TITLES = (
 class SettingsInputs:
     """The settings accordion's widgets, in the order of :class:`~internet.app.settings.Settings`."""
 
-    motion: gr.Radio
+    motion_source: gr.Radio
     size: gr.Radio
     mode: gr.Radio
     best_frame: gr.Checkbox
@@ -40,7 +40,7 @@ class SettingsInputs:
 
     def as_list(self) -> list[gr.components.Component]:
         return [
-            self.motion,
+            self.motion_source,
             self.size,
             self.mode,
             self.best_frame,
@@ -56,12 +56,12 @@ def settings_accordion(limits: StudioLimits, has_model: bool) -> SettingsInputs:
     audio and background, with sensible defaults."""
     default = Settings()
     if has_model:
-        motions, info = list(MOTIONS), "model: the INTERNet checkpoint (renders at its own size)"
+        sources, info = list(MOTION_SOURCES), "model: the INTERNet checkpoint (renders at its own size)"
     else:
-        motions, info = [MOTIONS[0]], "No model checkpoint is bundled: the training-free pose rig is used"
+        sources, info = [MOTION_SOURCES[0]], "No model checkpoint is bundled: the training-free pose rig is used"
     with gr.Accordion("Settings", open=False, elem_id="settings"):
         with gr.Row():
-            motion = gr.Radio(motions, value=default.motion, label="Motion source", info=info)
+            motion_source = gr.Radio(sources, value=default.motion_source, label="Motion source", info=info)
             size = gr.Radio(list(SIZES), value=default.size, label="Output size (px)", elem_id="size")
         with gr.Row():
             mode = gr.Radio(
@@ -90,7 +90,7 @@ def settings_accordion(limits: StudioLimits, has_model: bool) -> SettingsInputs:
                 info="start from the driving frame closest to the photo's pose",
             )
             audio = gr.Checkbox(default.keep_audio, label="Keep the driving video's audio")
-    return SettingsInputs(motion, size, mode, best, seconds, fps, audio, background)
+    return SettingsInputs(motion_source, size, mode, best, seconds, fps, audio, background)
 
 
 @dataclass

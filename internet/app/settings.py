@@ -28,7 +28,7 @@ from typing import Literal
 
 from internet.errors import InputError
 from internet.pipeline import PREVIEW_SECONDS, PREVIEW_SIZE, AnimateOptions
-from internet.pipeline.options import Motion
+from internet.pipeline.options import MotionSourceName
 from internet.sources.base import Background
 
 SIZES = (256, 512)
@@ -84,7 +84,7 @@ class StudioLimits:
 class Settings:
     """The settings accordion, in the order of its widgets (and of the API's parameters)."""
 
-    motion: Motion = "pose-rig"
+    motion_source: MotionSourceName = "pose-rig"
     size: int = 512
     mode: Literal["relative", "absolute"] = "relative"
     best_frame: bool = False
@@ -110,7 +110,7 @@ class Settings:
         if not 0 <= fps <= 60:
             raise InputError(f"The frame rate must be between 1 and 60 (0: the driving video's), got {self.fps}")
         return AnimateOptions(
-            motion=self.motion,
+            motion_source=self.motion_source,
             size=int(size),
             relative=self.mode == "relative",
             best_frame=bool(self.best_frame),

@@ -124,7 +124,7 @@ class Studio:
                 _reporter(progress, "Preview"), job.cancel, outputs,
             )  # fmt: skip
             warnings = job.warnings
-            preview = PreviewSession.from_frames(result.source, result.frames, result.fps, job.options.motion)
+            preview = PreviewSession.from_frames(result.source, result.frames, result.fps, job.options.motion_source)
             warnings += [w for w in result.warnings if "only the first" not in w]  # a preview is always short
             _warn(warnings)
             summary = _summary("Preview", result.frame_count, result.size, result.fps, result.has_audio, warnings)

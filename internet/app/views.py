@@ -32,12 +32,14 @@ class PreviewSession:
     source: np.ndarray  # (S, S, 3) the framed source photo
     frames: list[FrameResult]
     fps: float
-    motion: str
+    motion_source: str
     warp_maps: list[np.ndarray] = field(default_factory=list)  # (r, r) per frame, weighted by M_t
     warp_error: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (F,), NaN for frame 0
 
     @classmethod
-    def from_frames(cls, source: np.ndarray, frames: list[FrameResult], fps: float, motion: str) -> PreviewSession:
+    def from_frames(
+        cls, source: np.ndarray, frames: list[FrameResult], fps: float, motion_source: str
+    ) -> PreviewSession:
         """Keep the frames and recompute the temporal diagnostic's maps (the pipeline keeps only means)."""
         size = source.shape[0]
         meter = WarpErrorMeter(resolution=meter_resolution(size))  # the pipeline's resolution, so means agree
@@ -46,7 +48,7 @@ class PreviewSession:
             error = meter.update(frame.driving, frame.output, frame.motion.confidence)
             maps.append(error.map)
             means.append(error.mean)
-        return cls(source, frames, fps, motion, maps, np.asarray(means, np.float32))
+        return cls(source, frames, fps, motion_source, maps, np.asarray(means, np.float32))
 
     @property
     def size(self) -> int:
@@ -108,7 +110,7 @@ def export_frame(session: PreviewSession, index: int, folder: Path) -> list[Path
     meta = {
         "fps": session.fps,
         "size": session.size,
-        "motion": session.motion,
+        "motion": session.motion_source,
         "frames": len(session.frames),
         "selected_frame": frame.index,
         "coordinates": "[-1, 1], x then y, align_corners=True",

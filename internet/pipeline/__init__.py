@@ -8,7 +8,7 @@ render (:mod:`~internet.pipeline.plan`) and runs pass 2 (:mod:`~internet.pipelin
 from internet.pipeline.animator import Animator
 from internet.pipeline.loading import default_checkpoint
 from internet.pipeline.options import (
-    MOTIONS,
+    MOTION_SOURCES,
     PREVIEW_SECONDS,
     PREVIEW_SIZE,
     REFERENCES,
@@ -22,6 +22,6 @@ from internet.pipeline.options import (
 from internet.pipeline.poses import KnownPose, MediaPipePoses
 
 __all__ = [
-    "MOTIONS", "PREVIEW_SECONDS", "PREVIEW_SIZE", "REFERENCES", "AnimateOptions", "AnimationResult", "Animator",
+    "MOTION_SOURCES", "PREVIEW_SECONDS", "PREVIEW_SIZE", "REFERENCES", "AnimateOptions", "AnimationResult", "Animator",
     "Cancelled", "KnownPose", "MediaPipePoses", "OutputPaths", "Progress", "TimeSpent", "default_checkpoint",
 ]  # fmt: skip

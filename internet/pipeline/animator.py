@@ -142,13 +142,13 @@ class Animator:
             check_person(source_marks is not None, "the photo", options)
         # Pass 2 needs the driving pixels only for the temporal meter: spool them small in pass 1 (decode once).
         # The spools are unlinked temporary files: closed by pass 2, or with the track if anything fails first.
-        meter_only = options.motion == "pose-rig" and outputs.side_by_side is None and outputs.overlays is None
+        meter_only = options.motion_source == "pose-rig" and outputs.side_by_side is None and outputs.overlays is None
         spool_side = SPOOL_SIDE * meter_resolution(size) if meter_only and not keep_frames else None
         track = analyse(info, fps, options, source_marks, poses, self.parallel, control, spool_side)
         return plan_render(photo, info, options, fps, size, source_marks, track, warnings)
 
     def _output_size(self, options: AnimateOptions, warnings: list[str]) -> int:
-        if options.motion == "pose-rig":
+        if options.motion_source == "pose-rig":
             return options.size
         if self.model is None:
             raise InputError("--motion model needs a checkpoint, and this server or Animator was started without one")
@@ -159,12 +159,14 @@ class Animator:
 
     def _motion_source(self, plan: RenderPlan) -> MotionSource:
         options = plan.options
-        if options.motion == "model":
+        if options.motion_source == "model":
             from internet.sources.model import ModelSource  # torch: imported only when the model renders
 
-            motion = ModelSource(self.model, plan.source, options.relative)
+            motion_source = ModelSource(self.model, plan.source, options.relative)
         else:
-            motion = PoseRigSource(plan.source, plan.source_landmarks, options.rig_mode, plan.fps, options.background)
+            motion_source = PoseRigSource(
+                plan.source, plan.source_landmarks, options.rig_mode, plan.fps, options.background
+            )
         if plan.reference_frame is not None:
-            motion.set_reference(plan.reference_frame, plan.landmarks_at(plan.reference_index))
-        return motion
+            motion_source.set_reference(plan.reference_frame, plan.landmarks_at(plan.reference_index))
+        return motion_source

@@ -16,9 +16,9 @@ from internet.sources.base import BACKGROUNDS, Background
 from internet.sources.frames import FrameResult
 from internet.video.framing import Crop
 
-Motion = Literal["pose-rig", "model"]
+MotionSourceName = Literal["pose-rig", "model"]  # which motion source renders
 Reference = Literal["auto", "best", "first"]
-MOTIONS: tuple[Motion, ...] = ("pose-rig", "model")
+MOTION_SOURCES: tuple[MotionSourceName, ...] = ("pose-rig", "model")
 REFERENCES: tuple[Reference, ...] = ("auto", "best", "first")
 PREVIEW_SECONDS = 3.0  # a preview renders the first seconds...
 PREVIEW_SIZE = 256  # ...at this size
@@ -32,7 +32,7 @@ class Cancelled(RuntimeError):  # noqa: N818 - reads better at the call site tha
 class AnimateOptions:
     """What to render. ``size`` applies to the pose rig; the model renders at its checkpoint's size."""
 
-    motion: Motion = "pose-rig"
+    motion_source: MotionSourceName = "pose-rig"  # the CLI's --motion
     size: int = 512
     relative: bool = True  # FOMM-style relative motion (False: absolute)
     best_frame: bool = False  # same as reference="best"
@@ -48,8 +48,8 @@ class AnimateOptions:
     margin: float = 0.1  # framing margin, fraction of the crop side on each side
 
     def __post_init__(self) -> None:
-        if self.motion not in MOTIONS:
-            raise InputError(f"Unknown motion source {self.motion!r}: use {_either(MOTIONS)}")
+        if self.motion_source not in MOTION_SOURCES:
+            raise InputError(f"Unknown motion source {self.motion_source!r}: use {_either(MOTION_SOURCES)}")
         if self.size < 32 or self.size % 2:
             raise InputError(f"The output size must be an even number of pixels ≥ 32, got {self.size}")
         if self.fps is not None and not 0 < self.fps <= 240:

@@ -43,7 +43,7 @@ class OutputWriters:
                 outputs.overlays, fps, (4 * self.tile, 2 * self.tile), **DIAGNOSTIC_ENCODING
             ))  # fmt: skip
         if outputs.anchors_json is not None:
-            meta = {"fps": fps, "size": size, "motion": options.motion, "relative": options.relative,
+            meta = {"fps": fps, "size": size, "motion": options.motion_source, "relative": options.relative,
                     "reference": options.reference if options.relative else None,
                     "reference_index": plan.reference_index, "frames": plan.track.count,
                     "coordinates": "[-1, 1], x then y, align_corners=True"}  # fmt: skip

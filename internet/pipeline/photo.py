@@ -29,7 +29,7 @@ def as_rgb(source: str | os.PathLike | np.ndarray) -> np.ndarray:
 
 class PhotoPoses:
     """MediaPipe's result for the last few photos, by their pixels. The app renders the same photo again and
-    again (a preview, then the render; one garment, many videos), and each detection costs a MediaPipe graph
+    again (a preview, then the render; one garment, many videos), and each look costs a MediaPipe graph
     and 0.2 s. The cached arrays are read-only, so no caller can change them for the next render."""
 
     CAPACITY = 4
@@ -48,7 +48,7 @@ class PhotoPoses:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-        marks = _detect_source(rgb)
+        marks = _find_in_photo(rgb)
         if marks is not None:
             for array in (marks.landmarks.points, marks.landmarks.visibility, marks.landmarks.mask):
                 if array is not None:
@@ -60,7 +60,7 @@ class PhotoPoses:
         return marks
 
 
-def _detect_source(rgb: np.ndarray):
+def _find_in_photo(rgb: np.ndarray):
     """MediaPipe on the photo (downscaled to ANALYSIS_SIDE); landmarks and mask at that scale, and the scale."""
     from internet.sources.landmarks import MediaPipeProvider
 
@@ -69,7 +69,7 @@ def _detect_source(rgb: np.ndarray):
     small = rgb if scale == 1.0 else resize_area(rgb, (even_size(w / scale), even_size(h / scale)))
     scale = w / small.shape[1]
     with MediaPipeProvider(static_image_mode=True) as provider:
-        marks = provider.detect(small)
+        marks = provider.find(small)
     if marks is None:
         return None
     return SourceMarks(Landmarks(marks.points * scale, marks.visibility, marks.mask), scale)

@@ -44,14 +44,14 @@ def needs_people(options: AnimateOptions) -> bool:
 
     ``--reference auto`` with ``--motion model --center-crop`` looks for nobody: the first frame is the reference."""
     explicit_best = options.wants_best_frame and options.reference == "best"
-    return options.motion == "pose-rig" or not options.centre_crop or explicit_best
+    return options.motion_source == "pose-rig" or not options.centre_crop or explicit_best
 
 
 def check_person(found: bool, where: str, options: AnimateOptions) -> None:
     """Raise the one-line error for nobody found in ``where`` ("the photo" or "the driving video")."""
     if found:
         return
-    if options.motion == "pose-rig":
+    if options.motion_source == "pose-rig":
         view = "full view" if where == "the photo" else "view"
         raise InputError(f"No person found in {where}: the pose rig needs a person in {view}")
     raise InputError(f"No person found in {where}; to use a centre crop with --motion model, add --center-crop")
@@ -66,7 +66,7 @@ def video_warnings(info: VideoInfo, options: AnimateOptions, fps: float) -> list
         )
     if info.variable_frame_rate:
         warnings.append(f"Variable frame rate: resampled to a constant {fps:g} fps")
-    if options.motion == "model" and options.background != "keep":
+    if options.motion_source == "model" and options.background != "keep":
         warnings.append("--background applies to the pose rig only; the model keeps the source background")
     return warnings
 
@@ -87,7 +87,7 @@ def plan_render(
     best = options.wants_best_frame and track.best_frame is not None
     reference = track.best_index if best else 0
     extent = None
-    if options.motion == "pose-rig" and source_marks is not None:
+    if options.motion_source == "pose-rig" and source_marks is not None:
         extent = animated_extent(source_marks.points, track.points, reference, options.rig_mode)
     source, source_landmarks = frame_photo(photo, source_marks, framing, options, size, extent)
     reference_frame = crop.scaled(1.0 / track.scale).apply(track.best_frame, size) if best else None

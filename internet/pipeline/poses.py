@@ -67,7 +67,7 @@ class _MediaPipeTracker:
     scale: float
 
     def find(self, frame: np.ndarray, index: int) -> Sighting | None:
-        marks = self.provider.detect(frame)
+        marks = self.provider.find(frame)
         if marks is None:
             return None
         box = person_box(marks.points, marks.visibility, marks.mask)

@@ -39,7 +39,7 @@ class Landmarks:
 class LandmarkProvider(Protocol):
     """Anything that finds the 13 joints (and ideally a person mask) in an RGB frame."""
 
-    def detect(self, frame_rgb: np.ndarray) -> Landmarks | None: ...
+    def find(self, frame_rgb: np.ndarray) -> Landmarks | None: ...
 
 
 class _Deferred(types.ModuleType):
@@ -109,7 +109,8 @@ class MediaPipeProvider:
         )
         self._index = np.asarray(MEDIAPIPE_INDEX)
 
-    def detect(self, frame_rgb: np.ndarray) -> Landmarks | None:
+    def find(self, frame_rgb: np.ndarray) -> Landmarks | None:
+        """The person in one RGB uint8 frame (``None``: nobody)."""
         if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
             raise InputError("Pose detection needs an RGB uint8 image")
         result = self._pose.process(np.ascontiguousarray(frame_rgb))
@@ -120,6 +121,8 @@ class MediaPipeProvider:
         xyv = np.array([(marks[i].x * w, marks[i].y * h, marks[i].visibility) for i in self._index], np.float32)
         mask = None if result.segmentation_mask is None else np.array(result.segmentation_mask, np.float32)
         return Landmarks(points=xyv[:, :2], visibility=xyv[:, 2], mask=mask)
+
+    detect = find  # the earlier name, kept for callers
 
     def close(self) -> None:
         self._pose.close()
@@ -132,7 +135,7 @@ class MediaPipeProvider:
 
 
 class ExactProvider:
-    """Replays given joints (and masks) one frame per :meth:`detect` call, ignoring the frame's pixels.
+    """Replays given joints (and masks) one frame per :meth:`find` call, ignoring the frame's pixels.
 
     ``joints`` is (F, 13, 2) pixels in JOINT_NAMES order (SynthRunway's ``joints.npy``); ``masks`` is
     (F, H, W) or None. A frame whose joints are all NaN counts as "person lost" and gives ``None``.
@@ -147,7 +150,8 @@ class ExactProvider:
         self.masks = masks
         self.index = 0
 
-    def detect(self, frame_rgb: np.ndarray | None = None) -> Landmarks | None:
+    def find(self, frame_rgb: np.ndarray | None = None) -> Landmarks | None:
+        """The next frame's joints (``None``: that frame's person is lost)."""
         if self.index >= len(self.joints):
             raise InputError("The exact landmark provider has no more frames")
         i, self.index = self.index, self.index + 1
@@ -155,6 +159,8 @@ class ExactProvider:
             return None
         mask = None if self.masks is None else self.masks[i]
         return Landmarks(points=self.joints[i], visibility=np.ones(len(JOINT_NAMES), np.float32), mask=mask)
+
+    detect = find  # the earlier name, kept for callers
 
     def reset(self) -> None:
         self.index = 0

@@ -1,6 +1,6 @@
 """The pose rig's quality figure on real footage: limb-angle correlation with the driver.
 
-Used by ``tools/poserig_eval.py`` and the real-media test. Poses are detected with MediaPipe: the driver's
+Used by ``tools/poserig_eval.py`` and the real-media test. Poses are found by MediaPipe: the driver's
 on the original frames, the outputs' on the rendered frames (a fresh tracker per sequence).
 """
 
@@ -42,10 +42,10 @@ def square_crop(image: np.ndarray, centre_x: float | None = None) -> np.ndarray:
     return padded[top + pad[0] : top + pad[0] + side, left + pad[2] : left + pad[2] + side]
 
 
-def detect_sequence(frames: list[np.ndarray]) -> list[Landmarks | None]:
+def track_landmarks(frames: list[np.ndarray]) -> list[Landmarks | None]:
     """MediaPipe (tracking mode, a fresh tracker) on every frame."""
     with MediaPipeProvider(static_image_mode=False) as provider:
-        return [provider.detect(f) for f in frames]
+        return [provider.find(f) for f in frames]
 
 
 def evaluate_rig(
@@ -53,24 +53,24 @@ def evaluate_rig(
 ) -> RigEvaluation:
     """Animate ``photo`` with ``clip`` (RGB frames) at ``size`` px and score driver, frozen photo and rig."""
     with MediaPipeProvider(static_image_mode=True) as provider:
-        first = provider.detect(clip[0])
+        first = provider.find(clip[0])
         centre_x = None if first is None else float(first.points[[JOINT["left_hip"], JOINT["right_hip"]], 0].mean())
         driving = [cv2.resize(square_crop(f, centre_x), (size, size), interpolation=cv2.INTER_AREA) for f in clip]
         source = cv2.resize(square_crop(photo), (size, size), interpolation=cv2.INTER_AREA)
-        source_marks = provider.detect(source)
+        source_marks = provider.find(source)
     if source_marks is None:
         raise InputError("No person found in the photo")
-    driver_marks = detect_sequence(clip)  # the reference: the driver in the original frames
+    driver_marks = track_landmarks(clip)  # the reference: the driver in the original frames
     rig = PoseRig(source, source_marks, options or RigOptions(fps=fps))
     outputs, spent = [], 0.0
-    for marks in detect_sequence(driving):  # what the rig sees, as the pipeline would
+    for marks in track_landmarks(driving):  # what the rig sees, as the pipeline would
         t0 = time.perf_counter()
         outputs.append(rig.render(marks, "keep")[0])
         spent += time.perf_counter() - t0
     return RigEvaluation(
-        driver=limb_angle_correlation(driver_marks, detect_sequence(driving)),
-        frozen=limb_angle_correlation(driver_marks, detect_sequence([source] * len(driving))),
-        rig=limb_angle_correlation(driver_marks, detect_sequence(outputs)),
+        driver=limb_angle_correlation(driver_marks, track_landmarks(driving)),
+        frozen=limb_angle_correlation(driver_marks, track_landmarks([source] * len(driving))),
+        rig=limb_angle_correlation(driver_marks, track_landmarks(outputs)),
         outputs=outputs, driving=driving, render_ms=1000 * spent / len(outputs),
     )  # fmt: skip
 
