@@ -1,4 +1,4 @@
-"""Generators of bad and odd media for the hardening tests (issue 10): each writes one file and returns it.
+"""Generators of bad and odd media for the hardening tests: each writes one file and returns it.
 
 Persons come from the SynthRunway example media (``assets/examples``): no real people and nothing
 downloaded. Every generator is deterministic and fast (well under a second each, the 10 000² JPEG aside).

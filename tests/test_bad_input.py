@@ -1,4 +1,4 @@
-"""Bad and odd input, table-driven (issue 10): every case gives one clear line or a correct result.
+"""Bad and odd input, table-driven: every case gives one clear line or a correct result.
 
 Each row is run twice, through the CLI (``internet.animate.main``: exit code 2 and exactly one ``error:``
 line, or exit code 0 and a playable result) and through the Python API (``InputError``, or a result whose

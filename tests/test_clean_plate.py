@@ -1,4 +1,4 @@
-"""The vacated background (issue 21, item 3): where a limb moved away, the output shows the photo's background
+"""The vacated background: where a limb moved away, the output shows the photo's background
 (a clean plate: the person masked out generously and inpainted), never the limb's old pixels, even though the
 segmentation mask (like MediaPipe's) stops short of the limb's soft edges."""
 

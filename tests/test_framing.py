@@ -126,7 +126,7 @@ def test_fit_crop_grows_and_moves_as_little_as_it_must():
 
 
 def test_raised_hands_stay_in_the_output_frame(tmp_path):
-    """Issue 21, item 4: the driver raises both arms half-way through; in every output frame the animated
+    """The driver raises both arms half-way through; in every output frame the animated
     figure's hands (the forearm segments and the hand beyond them) are inside the frame."""
     import cv2
 

@@ -1,4 +1,4 @@
-"""Bounded fuzzing of the media probing code (issue 10): mutated PNG/JPEG/GIF/MP4/MKV bytes and random bytes.
+"""Bounded fuzzing of the media probing code: mutated PNG/JPEG/GIF/MP4/MKV bytes and random bytes.
 
 ``load_image``, ``probe_video`` and one decode through ``VideoReader`` must either succeed or raise
 ``InputError`` (one line) — never another exception, never a hang. The inputs are drawn by hypothesis,

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) for the geometry, the framing and the config parsing (issue 10).
+"""Property-based tests (hypothesis) for the geometry, the framing and the config parsing.
 
 Complements the example-based checks of ``test_geometry.py``: here inputs are drawn at random (shapes,
 matrices, shifts, crops, nested override mappings) and each test states a law that must hold for all of them.

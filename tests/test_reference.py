@@ -1,4 +1,4 @@
-"""The default reference (issue 21, item 2): a driver whose first frame is not in the photo's pose (arms
+"""The default reference: a driver whose first frame is not in the photo's pose (arms
 raised) must not leave the output's arms offset for the rest of the clip."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Many users and killed renders (issue 10): the load test of tools/load_test.py at CI scale, and a CLI render
+"""Many users and killed renders: the load test of tools/load_test.py at CI scale, and a CLI render
 killed with SIGKILL half-way. Figures are printed (``pytest -s``) and written to test-artifacts/."""
 
 from __future__ import annotations

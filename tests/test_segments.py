@@ -1,4 +1,4 @@
-"""Pass 1 in segments (issue 21, items 1 and 5): the segments' readers give exactly the frames one reader gives,
+"""Pass 1 in segments: the segments' readers give exactly the frames one reader gives,
 with or without an audio track, so two trackers see the same driver as one, whatever the clip's length."""
 
 from __future__ import annotations
