@@ -145,23 +145,28 @@ def run_one(
     row = {"motion": motion_source, "size": size, "outputs": outputs, "default": default}
     row |= {"cold_fps": cold["end_to_end_fps"]} | cold
     if rounds > 0:
-        runs: dict[str, list[dict]] = {"sequential": [], "threaded": []}
-        for _ in range(rounds):
-            runs["sequential"].append(render(sequential))
-            runs["threaded"].append(render(threaded))
-        fps = {name: [r["end_to_end_fps"] for r in rows] for name, rows in runs.items()}
-        chosen = max(fps, key=lambda name: statistics.median(fps[name]))
-        median = sorted(runs[chosen], key=lambda r: r["end_to_end_fps"])[len(runs[chosen]) // 2]
-        row |= median | {
-            "chosen": chosen,
-            "sequential_fps": fps["sequential"],
-            "threaded_fps": fps["threaded"],
-            "threaded_vs_sequential": round(
-                statistics.median(t / s for t, s in zip(fps["threaded"], fps["sequential"])), 3),
-        }  # fmt: skip
+        row |= _warm_rounds(lambda: render(sequential), lambda: render(threaded), rounds)
     row["load_average"] = [round(x, 2) for x in os.getloadavg()]
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return row
+
+
+def _warm_rounds(sequential, threaded, rounds: int) -> dict:
+    """``rounds`` of the two renders back to back: the median row of the faster and both series."""
+    runs: dict[str, list[dict]] = {"sequential": [], "threaded": []}
+    for _ in range(rounds):
+        runs["sequential"].append(sequential())
+        runs["threaded"].append(threaded())
+    fps = {name: [r["end_to_end_fps"] for r in rows] for name, rows in runs.items()}
+    chosen = max(fps, key=lambda name: statistics.median(fps[name]))
+    median = sorted(runs[chosen], key=lambda r: r["end_to_end_fps"])[len(runs[chosen]) // 2]
+    return median | {
+        "chosen": chosen,
+        "sequential_fps": fps["sequential"],
+        "threaded_fps": fps["threaded"],
+        "threaded_vs_sequential": round(
+            statistics.median(t / s for t, s in zip(fps["threaded"], fps["sequential"])), 3),
+    }  # fmt: skip
 
 
 def _cpu_seconds() -> float:
