@@ -329,3 +329,17 @@ def test_warm_start_loads_every_saved_tensor_and_keeps_new_modules_at_their_init
         warm_start(result.checkpoint, other)
     with pytest.raises(CheckpointError, match="neither"):
         warm_start(tmp_path, other)
+
+
+def test_the_affine_background_term_learns_at_its_own_rate_and_follows_the_milestones(clips, tmp_path):
+    config = tiny(clips, max_steps=2, checkpoint_every=100, lr=2e-4, lr_background=1e-3, lr_milestones=(1,))
+    config = replace(config, model={"motion": {"background": "affine"}})
+    result = training_loop(config, tmp_path / "run")
+    groups = result.trainables.generator_optimizer.param_groups
+    background = {id(p) for p in result.trainables.generator.background.parameters()}
+    assert [len(g["params"]) for g in groups] == [
+        sum(1 for p in result.trainables.generator.parameters() if id(p) not in background), len(background)
+    ]
+    assert [g["lr"] for g in groups] == pytest.approx([2e-5, 1e-4])  # after the milestone at step 1
+    # It moved off the identity it started at.
+    assert result.trainables.generator.background.head.weight.abs().sum() > 0

@@ -86,6 +86,7 @@ class TrainConfig:
     # optimizers and progress start fresh, modules the other run lacked keep their initialisation. "" = off.
     init: str = ""
     lr_discriminator: float | None = None  # None = same as lr
+    lr_background: float | None = None  # lr of the affine background term (motion.background); None = lr
     betas: tuple[float, float] = (0.5, 0.999)
     # Steps at which both learning rates drop by lr_gamma (FOMM: epochs 60 and 90 of 100, x0.1); () = constant.
     lr_milestones: tuple[int, ...] = ()
@@ -115,7 +116,7 @@ class ExperimentConfig:
         t = self.train
         if t.batch_size < 1 or t.epochs < 1 or t.max_steps < 0:
             raise ConfigError("train.batch_size and train.epochs must be >= 1 and train.max_steps >= 0")
-        if t.lr <= 0 or (t.lr_discriminator is not None and t.lr_discriminator <= 0):
+        if t.lr <= 0 or any(r is not None and r <= 0 for r in (t.lr_discriminator, t.lr_background)):
             raise ConfigError("learning rates must be positive")
         if not 0.0 < t.lr_gamma <= 1.0 or list(t.lr_milestones) != sorted(set(t.lr_milestones)):
             raise ConfigError("train.lr_gamma must be in (0, 1] and train.lr_milestones increasing steps")

@@ -176,7 +176,17 @@ def _set_learning_rates(trainables: Trainables, t, step: int) -> None:
     rates = ((trainables.generator_optimizer, t.lr), (trainables.discriminator_optimizer, t.lr_discriminator or t.lr))
     for optimizer, base in rates:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(base, step, t.lr_milestones, t.lr_gamma)
+            group["lr"] = learning_rate(base, step, t.lr_milestones, t.lr_gamma) * group.get("lr_scale", 1.0)
+
+
+def _generator_groups(generator: INTERNet, t) -> list[dict]:
+    """The generator's parameters; an affine background term in a group of its own at ``train.lr_background``."""
+    if generator.background is None:
+        return [{"params": list(generator.parameters())}]
+    background = {id(p) for p in generator.background.parameters()}
+    rest = [p for p in generator.parameters() if id(p) not in background]
+    scale = (t.lr_background or t.lr) / t.lr
+    return [{"params": rest}, {"params": list(generator.background.parameters()), "lr_scale": scale}]
 
 
 def _buffers(module: nn.Module) -> list[torch.Tensor]:
@@ -256,7 +266,7 @@ def training_loop(
     trainables = Trainables(
         generator=generator,
         discriminator=discriminator,
-        generator_optimizer=torch.optim.Adam(generator.parameters(), lr=t.lr, betas=betas),
+        generator_optimizer=torch.optim.Adam(_generator_groups(generator, t), lr=t.lr, betas=betas),
         discriminator_optimizer=torch.optim.Adam(
             discriminator.parameters(), lr=t.lr_discriminator or t.lr, betas=betas
         ),
