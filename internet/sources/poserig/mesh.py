@@ -4,6 +4,18 @@ Vertices live in source space with source-space weights; each is moved by the bl
 affines (linear blend skinning). The moved triangles are rasterised on the low-res output grid,
 interpolating each vertex's *source* position barycentrically, which gives a backward map (output pixel
 -> source pixel) for that layer. One ``cv2.resize`` + ``cv2.remap`` then draws the layer at full size.
+
+A joint bent far is where the layers tear if nothing stops them (three causes, each handled here):
+
+- blending the two bones' rotations on the *inner* side of the bend pulls each part's skin off where that part
+  lies, into the crook, and the vacated place shows the background: the inner side follows its main bone alone
+  (:func:`inner_side`, ``rigid`` in :func:`skin_vertices`); the two parts overlap there, as they do on a real
+  bent elbow, and the outer side is still blended (rounded);
+- the triangles that joined those two rigid parts would be stretched across the fold and smear a streak of
+  the limb over it (:func:`torn_triangles` leaves them out);
+- where the mesh folds, neighbouring lattice cells sample the source far apart, and a bilinear ramp between
+  them (upsampling, or averaging past the coverage's edge) samples the limb in between and draws specks and
+  streaks of it in the open (:func:`upsample_map`, :func:`extend_map`).
 """
 
 from __future__ import annotations
@@ -25,8 +37,33 @@ def _offsets(bucket: int) -> tuple[np.ndarray, np.ndarray]:
     return ox.reshape(1, -1), oy.reshape(1, -1)
 
 
+def bone_angles(affines: np.ndarray) -> np.ndarray:
+    """(B,) the rotation of each (B, 2, 3) affine: the angle of its closest rotation (polar decomposition)."""
+    lin = affines[:, :, :2]
+    return np.arctan2(lin[:, 1, 0] - lin[:, 0, 1], lin[:, 0, 0] + lin[:, 1, 1])
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return np.remainder(angle + np.pi, 2 * np.pi) - np.pi
+
+
+def inner_side(theta: np.ndarray, bones: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """(V,) in [0, 1]: how far each vertex lies on the inner side of its hinge's bend in this pose.
+
+    ``theta`` (B,) are the bones' angles (:func:`bone_angles`), ``bones`` (V, 2) each vertex's hinge as (parent,
+    child) bone indices (-1: none) and ``side`` (V,) in [-1, 1] its side of the hinge's dividing line (positive:
+    the side a child turning by a positive angle turns towards, which that turn folds in)."""
+    parent, child = bones[:, 0], bones[:, 1]
+    bend = np.where(parent >= 0, _wrap(theta[child] - theta[parent]), 0.0)
+    return np.clip(side * np.sign(bend), 0.0, 1.0)
+
+
 def skin_vertices(
-    vertices: np.ndarray, weights: np.ndarray, affines: np.ndarray, pivots: np.ndarray | None = None
+    vertices: np.ndarray,
+    weights: np.ndarray,
+    affines: np.ndarray,
+    pivots: np.ndarray | None = None,
+    rigid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Skin (V, 2) source pixels with (V, B) weights and (B, 2, 3) bone affines -> (V, 2) output pixels.
 
@@ -34,22 +71,26 @@ def skin_vertices(
     rotations 150 degrees apart is nearly singular). With ``pivots`` (V, 2), the joint shared by each
     vertex's two main bones (NaN where they share none), rotations are blended as angles about that joint
     and the rest of each affine (its stretch) linearly: a bent elbow or a raised arm keeps its volume.
+
+    ``rigid`` (V,) in [0, 1] (:func:`inner_side`) moves a vertex that far towards its main bone's own transform.
+    Blending belongs on the *outer* side of a bend, which it rounds; on the inner side it pulls each part's
+    skin off the place where that part lies, towards the other part (the vacated crook shows the background),
+    while each part kept rigid there overlaps the other, as a real bent elbow does.
     """
     m = weights @ affines.reshape(len(affines), 6).astype(weights.dtype)  # (V, 6): blended affine per vertex
     x, y = vertices[:, 0], vertices[:, 1]
     lbs = np.stack([m[:, 0] * x + m[:, 1] * y + m[:, 2], m[:, 3] * x + m[:, 4] * y + m[:, 5]], axis=1)
     if pivots is None:
         return lbs
-    lin = affines[:, :, :2]
-    theta = np.arctan2(lin[:, 1, 0] - lin[:, 0, 1], lin[:, 0, 0] + lin[:, 1, 1])  # closest rotation per bone
+    theta = bone_angles(affines)
     cos, sin = np.cos(theta), np.sin(theta)
     unrotate = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # R(-theta)
-    stretch = (unrotate @ lin).reshape(len(affines), 4)  # A = R(theta) P
+    stretch = (unrotate @ affines[:, :, :2]).reshape(len(affines), 4)  # A = R(theta) P
     dom = np.argmax(weights, axis=1)
-    wrapped = np.remainder(theta[None, :] - theta[:, None] + np.pi, 2 * np.pi) - np.pi  # (B, B): bone j from bone i
-    turn = wrapped[dom]  # each bone's angle relative to the vertex's main bone
-    angle = theta[dom] + (weights * turn).sum(axis=1)
-    p = weights @ stretch.astype(weights.dtype)  # (V, 4)
+    turn = _wrap(theta[None, :] - theta[dom][:, None])  # each bone's angle relative to the vertex's main bone
+    blend = np.ones(len(vertices)) if rigid is None else 1.0 - rigid
+    angle = theta[dom] + blend * (weights * turn).sum(axis=1)
+    p = blend[:, None] * (weights @ stretch.astype(weights.dtype)) + (1.0 - blend[:, None]) * stretch[dom]  # (V, 4)
     c = np.where(np.isnan(pivots), vertices, pivots)
     c_out = np.stack(
         [m[:, 0] * c[:, 0] + m[:, 1] * c[:, 1] + m[:, 2], m[:, 3] * c[:, 0] + m[:, 4] * c[:, 1] + m[:, 5]], 1
@@ -59,6 +100,16 @@ def skin_vertices(
     ca, sa = np.cos(angle), np.sin(angle)
     blended = c_out + np.stack([ca * sx - sa * sy, sa * sx + ca * sy], axis=1)
     return np.where(np.isnan(pivots[:, :1]), lbs, blended)
+
+
+def torn_triangles(triangles: np.ndarray, dom: np.ndarray, rigid: np.ndarray) -> np.ndarray:
+    """(T,) bool: triangles that join two rigid parts on the inner side of a bend (corners mostly rigid, with
+    different main bones). Stretched across the fold, they would smear a streak of texture over both parts;
+    the parts overlap there, so dropping them opens no hole."""
+    r, d = rigid[triangles] > 0.5, dom[triangles]
+    return ((r[:, 0] & r[:, 1] & (d[:, 0] != d[:, 1]))
+            | (r[:, 1] & r[:, 2] & (d[:, 1] != d[:, 2]))
+            | (r[:, 0] & r[:, 2] & (d[:, 0] != d[:, 2])))  # fmt: skip
 
 
 def rasterise(
@@ -135,14 +186,61 @@ def rasterise(
 
 def extend_map(grid_map: np.ndarray, covered: np.ndarray, radius: int = 2) -> np.ndarray:
     """Continue a backward map a few pixels past its coverage (so bilinear upsampling stays inside the
-    layer) and send everything further out to FAR."""
-    k = 2 * radius + 1
-    cov = covered.astype(np.float32)
-    num = cv2.boxFilter(grid_map * cov[..., None], -1, (k, k), normalize=False)
-    den = cv2.boxFilter(cov, -1, (k, k), normalize=False)
-    extended = num / np.maximum(den, 1e-6)[..., None]
-    out = np.where(covered[..., None], grid_map, np.where(den[..., None] > 0, extended, FAR))
+    layer) and send everything further out to FAR.
+
+    Each cell past the edge copies its nearest covered cell: an average of the covered cells around it would,
+    where two sheets of a folded mesh meet, land between the places they sample in the source (inside the
+    limb, say) and draw a speck of texture outside both."""
+    if covered.all():
+        return grid_map.astype(np.float32)
+    dist, nearest = cv2.distanceTransformWithLabels(
+        (~covered).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    ys, xs = np.nonzero(covered)
+    order = np.zeros(nearest.max() + 1, np.int64)
+    order[nearest[ys, xs]] = np.arange(len(ys))
+    source = order[nearest]
+    extended = grid_map[ys[source], xs[source]]
+    out = np.where(covered[..., None], grid_map, np.where(dist[..., None] <= radius + 0.5, extended, FAR))
     return out.astype(np.float32)
+
+
+def upsample_map(grid_map: np.ndarray, scale: int, opacity: np.ndarray, jump: float = 3.0) -> np.ndarray:
+    """The lattice's backward map at full size (bilinear), with its folds' transparent cells made safe first.
+
+    Where a mesh folds over itself (or its rigid parts overlap at a bent joint) two neighbouring cells can
+    sample the source far apart, more than ``jump`` cells; a bilinear ramp between them samples every source
+    pixel in between. Between two transparent cells (the margins of two sheets) that ramp can cross the
+    limb itself, and draws a thin streak of it out in the open. So next to such a jump, a transparent cell
+    (``opacity``: the layer's alpha where each cell samples) takes the sample of an opaque neighbour (the
+    opaque sheet's edge lies between them) or, without one, FAR: nothing is drawn there."""
+    size = (grid_map.shape[1] * scale, grid_map.shape[0] * scale)
+    limit = (jump * scale) ** 2
+    step_x = ((grid_map[:, 1:] - grid_map[:, :-1]) ** 2).sum(axis=-1) > limit
+    step_y = ((grid_map[1:] - grid_map[:-1]) ** 2).sum(axis=-1) > limit
+    if step_x.any() or step_y.any():
+        torn = np.zeros(grid_map.shape[:2], bool)
+        torn[:, 1:] |= step_x
+        torn[:, :-1] |= step_x
+        torn[1:] |= step_y
+        torn[:-1] |= step_y
+        grid_map = _fill_from_opaque(grid_map, opacity, torn & (opacity < 0.5))
+    return cv2.resize(grid_map, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _fill_from_opaque(grid_map: np.ndarray, opacity: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """``cells`` take the sample of their most opaque 4-neighbour if it is opaque (alpha >= 0.5), else FAR."""
+    pad_map = np.pad(grid_map, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    pad_op = np.pad(opacity, 1)
+    h, w = opacity.shape
+    out = np.where(cells[..., None], np.float32(FAR), grid_map)
+    best = np.full((h, w), 0.5, np.float32)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        op = pad_op[dy : dy + h, dx : dx + w]
+        take = cells & (op >= best)
+        out[take] = pad_map[dy : dy + h, dx : dx + w][take]
+        best = np.where(take, op + 1e-6, best)
+    return out
 
 
 def output_to_grid(xy: np.ndarray, scale: int) -> np.ndarray:

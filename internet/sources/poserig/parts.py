@@ -19,7 +19,8 @@ are skinned smoothly to the pelvis, thighs and shins, so a dress follows the leg
 Skinning weights are computed in *source* space (forward skinning), per layer, from the bones that may
 move it (an arm lying on the dress does not drag the dress). Each layer is triangulated on a regular
 lattice (two triangles per cell) that never spans two layers; a vertex blending two bones that share a
-joint remembers that joint as its pivot, for angle-blended skinning (:func:`mesh.skin_vertices`).
+joint remembers that joint as its pivot, for angle-blended skinning (:func:`mesh.skin_vertices`), and at an
+elbow or a knee which side of the bend it lies on (the side the joint folds towards is kept rigid).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ BONE_DEPTH = np.array([0, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2], np.float32)  # SKIN_BON
 # Typical limb half-widths as a fraction of the torso length (hands and feet are covered by the capsules).
 HALF_WIDTH = {"upper_arm": 0.075, "forearm": 0.07, "thigh": 0.13, "shin": 0.085}
 HIDDEN_RELIABILITY = 0.25  # confidence of texture that was filled in rather than seen
+HINGE_RAMP = 0.04  # torso lengths from an elbow's or knee's dividing line to where its inner side is rigid
 
 
 @dataclass
@@ -55,6 +57,8 @@ class SourceLayer:
     vertices: np.ndarray  # (V, 2) float64 source pixels (low-res pixel centres)
     vertex_weights: np.ndarray  # (V, B) float32
     pivots: np.ndarray  # (V, 2) joint shared by the vertex's two main bones (NaN: none, linear blending)
+    hinge_bones: np.ndarray  # (V, 2) int: that joint's (parent, child) bones, -1 where none
+    hinge_side: np.ndarray  # (V,) side of the joint's bend the vertex lies on, in [-1, 1]
     triangles: np.ndarray  # (T, 3) int32 vertex indices
     priority: np.ndarray  # (T,) int16: higher is drawn on top where the layer folds over itself
 
@@ -415,27 +419,64 @@ def _skin_weights(q: np.ndarray, body: _Body, layer: str) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def _pivots(weights: np.ndarray, body: _Body) -> np.ndarray:
-    """(V, 2) the joint shared by each vertex's two heaviest bones; NaN where they share none."""
+def _joints_shared(body: _Body) -> dict[frozenset, tuple[np.ndarray, tuple[str, str, np.ndarray] | None]]:
+    """Every pair of bones that share a joint: {pair: (the joint, its bend or None)}.
+
+    A limb's elbow or knee has a bend: (parent bone, child bone, the direction of the line through the joint
+    that divides its two sides: the bisector of the child's direction and the parent's reversed one, so that a
+    limb already bent in the photo divides at its crook). The joints with the body (neck, waist, shoulders,
+    hips) have none: the torso layer draws the shoulder caps and the neck, and an arm layer's skin there
+    follows the chest, so keeping it rigid on one side would leave it behind."""
     e = body.ext
-    shared = {
-        frozenset(("chest", "head")): e[NECK],
-        frozenset(("chest", "pelvis")): (e[NECK] + e[PELVIS]) / 2,
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / (np.linalg.norm(v) + 1e-9)
+
+    table = {
+        frozenset(("chest", "head")): (e[NECK], None),
+        frozenset(("chest", "pelvis")): ((e[NECK] + e[PELVIS]) / 2, None),
     }
     for side in ("left", "right"):
-        shared[frozenset(("chest", f"{side}_upper_arm"))] = e[JOINT[f"{side}_shoulder"]]
-        shared[frozenset((f"{side}_upper_arm", f"{side}_forearm"))] = e[JOINT[f"{side}_elbow"]]
-        shared[frozenset(("pelvis", f"{side}_thigh"))] = e[JOINT[f"{side}_hip"]]
-        shared[frozenset((f"{side}_thigh", f"{side}_shin"))] = e[JOINT[f"{side}_knee"]]
+        for body_bone, first, second, (root, mid, end) in (
+            ("chest", "upper_arm", "forearm", ("shoulder", "elbow", "wrist")),
+            ("pelvis", "thigh", "shin", ("hip", "knee", "ankle")),
+        ):
+            a, m, b = (e[JOINT[f"{side}_{n}"]] for n in (root, mid, end))
+            upper, lower = f"{side}_{first}", f"{side}_{second}"
+            table[frozenset((body_bone, upper))] = (a, None)
+            table[frozenset((upper, lower))] = (m, (upper, lower, unit(unit(b - m) - unit(a - m))))
+    return table
+
+
+@dataclass
+class _Hinges:
+    """Per vertex: the joint its two heaviest bones share, and which side of that joint's bend it lies on."""
+
+    pivots: np.ndarray  # (V, 2) the shared joint (NaN: none, linear blending; 0: a single bone)
+    bones: np.ndarray  # (V, 2) int: (parent, child) bones of an elbow or knee; -1 elsewhere
+    side: np.ndarray  # (V,) signed distance from its dividing line, in HINGE_RAMP torso lengths, clipped to +-1
+
+
+def _hinges(weights: np.ndarray, vertices: np.ndarray, body: _Body) -> _Hinges:
+    """The hinge of each vertex's two heaviest bones (see :func:`mesh.skin_vertices`)."""
     order = np.argsort(-weights, axis=1)
-    pivots = np.full((len(weights), 2), np.nan)
-    single = weights[np.arange(len(weights)), order[:, 1]] < 0.02
-    pivots[single] = 0.0  # one bone: any pivot gives that bone's own transform
-    for pair, joint in shared.items():
-        a, b = (BONE[n] for n in pair)
+    n = len(weights)
+    pivots, bones, side = np.full((n, 2), np.nan), np.full((n, 2), -1, np.int64), np.zeros(n)
+    # One bone: any pivot gives that bone's own transform. Exactly one only: a vertex whose second weight is
+    # small but not zero still turns by that fraction of the angle between its bones, and about a pivot at
+    # the image origin that flings it many pixels away at a sharp bend.
+    single = weights[np.arange(n), order[:, 1]] <= 0.0
+    pivots[single] = 0.0
+    for pair, (joint, bend) in _joints_shared(body).items():
+        a, b = (BONE[name] for name in pair)
         hit = ~single & (((order[:, 0] == a) & (order[:, 1] == b)) | ((order[:, 0] == b) & (order[:, 1] == a)))
         pivots[hit] = joint
-    return pivots
+        if bend is not None:
+            parent, child, (dx, dy) = bend
+            bones[hit] = (BONE[parent], BONE[child])
+            r = vertices[hit] - joint
+            side[hit] = np.clip((dx * r[:, 1] - dy * r[:, 0]) / (HINGE_RAMP * body.torso), -1.0, 1.0)
+    return _Hinges(pivots, bones, side)
 
 
 def _grid_mesh(valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -461,6 +502,21 @@ def _downsample(image: np.ndarray, scale: int, h: int) -> np.ndarray:
 def _disk(r: float) -> np.ndarray:
     k = max(3, int(2 * round(r) + 1))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+
+
+def _solid(region: np.ndarray, sure: np.ndarray, size: int) -> np.ndarray:
+    """A layer's opaque pixels (float32 0/1): its region where the mask is sure, with the unsure pinholes inside
+    (a segmentation mask wavers where an arm touches the dress) filled back in and its outline smoothed by a
+    pixel or two. Seen in the photo's pose, those holes and ragged bits show the layer underneath; once the
+    limb moves off the body, they show the background, and a joint's bend stretches them into specks."""
+    hard = (region & sure).astype(np.uint8)
+    r = max(1.0, 2.0 * size / 512)
+    closed = cv2.morphologyEx(hard, cv2.MORPH_CLOSE, _disk(r)).astype(bool) & region
+    outside = np.zeros((size + 2, size + 2), np.uint8)
+    filled = closed.astype(np.uint8).copy()
+    cv2.floodFill(filled, outside, (0, 0), 2)
+    solid = ((filled != 2) & region).astype(np.float32)
+    return ((cv2.GaussianBlur(solid, (0, 0), 1.5 * size / 512) > 0.5) & region).astype(np.float32)
 
 
 def _hidden_extensions(core: dict[str, np.ndarray], person: np.ndarray, body, size: int):
@@ -525,7 +581,7 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
         region = ext[name].astype(np.float32)
         # A hard edge (thresholded, then softened by a pixel): the mask's blurry fringe between an arm and
         # the body is background, and must neither linger when the arm leaves nor follow it as a ghost.
-        alpha = cv2.GaussianBlur(region * (soft > 0.8), (0, 0), max(0.6, size / 512))
+        alpha = cv2.GaussianBlur(_solid(region > 0, soft > 0.8, size), (0, 0), max(0.6, size / 512))
         if name.endswith("upper_arm"):  # the shoulder cap is drawn by the torso layer, not the turning arm
             share = _joint_share(q, body, f"{name.split('_')[0]}_shoulder", name)
             alpha *= np.clip((0.75 - share) / 0.25, 0.0, 1.0).astype(np.float32)
@@ -539,6 +595,7 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
         weights_grid = _skin_weights(grid, body, name)  # (h, w, B)
         vertices, triangles = _grid_mesh(valid, scale)
         vw = weights_grid[valid]
+        hinges = _hinges(vw, vertices, body)
         # Where a layer folds over itself, its more opaque triangles win (never its transparent margin),
         # then the ones further down the limb (a forearm over its upper arm).
         opacity = np.floor(alpha_low[valid][triangles].mean(axis=1) * 4)
@@ -546,7 +603,8 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
         layers.append(SourceLayer(
             name=name, texture=texture, alpha_low=alpha_low, reliability_low=np.clip(rel_low, 0, 1),
             weights_low=weights_grid, vertices=vertices,
-            vertex_weights=vw, pivots=_pivots(vw, body), triangles=triangles,
+            vertex_weights=vw, pivots=hinges.pivots, hinge_bones=hinges.bones, hinge_side=hinges.side,
+            triangles=triangles,
             priority=np.round(depth).astype(np.int16),
         ))  # fmt: skip
     bg_rel = np.where(bg_known, 1.0, HIDDEN_RELIABILITY).astype(np.float32)

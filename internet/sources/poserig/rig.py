@@ -29,8 +29,17 @@ from internet.sources.frames import FrameMotion
 from internet.sources.landmarks import Landmarks
 from internet.sources.poserig import confidence as conf
 from internet.sources.poserig.filters import LandmarkSmoother
-from internet.sources.poserig.mesh import extend_map, output_to_grid, rasterise, skin_vertices
-from internet.sources.poserig.parts import SourceLayers, build_layers
+from internet.sources.poserig.mesh import (
+    bone_angles,
+    extend_map,
+    inner_side,
+    output_to_grid,
+    rasterise,
+    skin_vertices,
+    torn_triangles,
+    upsample_map,
+)
+from internet.sources.poserig.parts import build_layers
 from internet.sources.poserig.retarget import (
     BONE,
     LIMB_SEGMENTS,
@@ -163,56 +172,73 @@ class PoseRig:
 
     def render_pose(self, pose: np.ndarray, background: Background = "keep") -> tuple[np.ndarray, FrameMotion]:
         """Draw the source with its joints moved to ``pose`` ((13, 2) pixels in the output)."""
-        src: SourceLayers = self.source
-        s, k, h = self.size, src.scale, src.grid
-        affines = bone_affines(src.points, pose)
+        affines = bone_affines(self.source.points, pose)
+        canvas = self._canvas(background)
+        moved, maps, covers = self._skin(affines)
+        mesh = self._mesh
+        for i in range(len(self.source.layers)):
+            self._draw_layer(canvas, i, moved[mesh.starts[i] : mesh.starts[i + 1]], maps[i], covers[i])
+        output = cv2.convertScaleAbs(canvas.out)  # rounds and saturates to uint8
+        bone_weights = canvas.bone_weights
+        weights = np.concatenate([bone_weights[..., :1], bone_weights[..., 1:] @ _BONE_TO_ANCHOR.T], axis=-1)
+        return output, self._motion(pose, affines, weights, canvas.flow, canvas.confidence)
+
+    def _canvas(self, background: Background) -> _Canvas:
+        s, h = self.size, self.source.grid
         if background == "keep":
             out = self._background.copy()
         else:
             out = np.empty((s, s, 3), np.float32)
             out[:] = BACKGROUND_COLOURS[background]
-        confidence = src.background_reliability_low.copy()
         bone_weights = np.zeros((h, h, len(SKIN_BONES) + 1), np.float32)  # channel 0: background
         bone_weights[..., 0] = 1.0
-        flow = self._identity.copy()
-        mesh = self._mesh  # every layer skinned and rasterised at once, on the whole lattice
-        moved_all = output_to_grid(skin_vertices(mesh.vertices, mesh.weights, affines, mesh.pivots), k)
-        maps, covers = rasterise(moved_all[mesh.triangles], mesh.uv, mesh.priority, h, h, mesh.plane, len(src.layers))
-        for i, (layer, low) in enumerate(zip(src.layers, self._low_maps)):
-            moved = moved_all[mesh.starts[i] : mesh.starts[i + 1]]
-            # Work only inside the layer's bounding box on the lattice (a 3-cell margin for the extension).
-            gx0, gy0 = np.maximum(np.floor(moved.min(axis=0)).astype(int) - 3, 0)
-            gx1, gy1 = np.minimum(np.ceil(moved.max(axis=0)).astype(int) + 4, h)
-            if gx1 <= gx0 or gy1 <= gy0:
-                continue
-            grid_map, covered = maps[i, gy0:gy1, gx0:gx1], covers[i, gy0:gy1, gx0:gx1]
-            if not covered.any():
-                continue
-            grid_map = extend_map(grid_map, covered)
+        return _Canvas(out, self.source.background_reliability_low.copy(), bone_weights, self._identity.copy())
 
-            # Full size: one resize of the backward map, one remap of the layer, "over" compositing.
-            x0, y0, x1, y1 = gx0 * k, gy0 * k, min(gx1 * k, s), min(gy1 * k, s)
-            full_map = cv2.resize(grid_map, ((gx1 - gx0) * k, (gy1 - gy0) * k), interpolation=cv2.INTER_LINEAR)
-            full_map = full_map[: y1 - y0, : x1 - x0]
-            rgba = cv2.remap(layer.texture, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            box = out[y0:y1, x0:x1]  # box += (rgb - box) * alpha, in OpenCV: 2.4x numpy's broadcast over 3 channels
-            alpha = cv2.cvtColor(rgba[..., 3], cv2.COLOR_GRAY2RGB).astype(np.float32) * (1.0 / 255.0)
-            box += cv2.multiply(cv2.subtract(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB).astype(np.float32), box), alpha)
+    def _skin(self, affines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every layer skinned and rasterised at once, on the whole lattice: (moved vertices on the lattice,
+        (L, h, h, 2) backward maps, (L, h, h) coverage). Each joint's inner side is kept rigid and the triangles
+        that would join its two rigid parts across the fold are left out (:mod:`internet.sources.poserig.mesh`)."""
+        mesh, k, h = self._mesh, self.source.scale, self.source.grid
+        rigid = inner_side(bone_angles(affines), mesh.hinge_bones, mesh.hinge_side)
+        moved = output_to_grid(skin_vertices(mesh.vertices, mesh.weights, affines, mesh.pivots, rigid), k)
+        keep = ~torn_triangles(mesh.triangles, mesh.dom, rigid)
+        tri = mesh.triangles[keep]
+        maps, covers = rasterise(moved[tri], mesh.uv[keep], mesh.priority[keep], h, h, mesh.plane[keep], mesh.layers)
+        return moved, maps, covers
 
-            # Lattice quantities: sample the layer's source-space maps where each output cell comes from.
-            at = output_to_grid(grid_map, k)
-            sampled = cv2.remap(low, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            a_low = (sampled[..., 0] * covered)[..., None]
-            layer_w = cv2.remap(layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-            stretch = conf.stretch_factor(np.where(covered[..., None], grid_map, 0), k)
-            sub = np.s_[gy0:gy1, gx0:gx1]
-            confidence[sub] = conf.composite(confidence[sub], sampled[..., 1] * stretch, a_low[..., 0])
-            bone_weights[sub] *= 1.0 - a_low
-            bone_weights[sub][..., 1:] += layer_w * a_low
-            flow[sub] += (np.where(covered[..., None], grid_map, flow[sub]) - flow[sub]) * a_low
-        output = cv2.convertScaleAbs(out)  # rounds and saturates to uint8
-        weights = np.concatenate([bone_weights[..., :1], bone_weights[..., 1:] @ _BONE_TO_ANCHOR.T], axis=-1)
-        return output, self._motion(pose, affines, weights, flow, confidence)
+    def _draw_layer(self, canvas: _Canvas, i: int, moved: np.ndarray, maps: np.ndarray, covers: np.ndarray) -> None:
+        """Composite layer ``i`` over the canvas: its pixels, and its share of the lattice's weights, flow and
+        confidence."""
+        layer, low = self.source.layers[i], self._low_maps[i]
+        s, k, h = self.size, self.source.scale, self.source.grid
+        # Work only inside the layer's bounding box on the lattice (a 3-cell margin for the extension).
+        gx0, gy0 = np.maximum(np.floor(moved.min(axis=0)).astype(int) - 3, 0)
+        gx1, gy1 = np.minimum(np.ceil(moved.max(axis=0)).astype(int) + 4, h)
+        if gx1 <= gx0 or gy1 <= gy0 or not covers[gy0:gy1, gx0:gx1].any():
+            return
+        covered = covers[gy0:gy1, gx0:gx1]
+        grid_map = extend_map(maps[gy0:gy1, gx0:gx1], covered)
+        # Lattice quantities: sample the layer's source-space maps where each output cell comes from.
+        at = output_to_grid(grid_map, k)
+        sampled = cv2.remap(low, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+        # Full size: one resize of the backward map, one remap of the layer, "over" compositing.
+        x0, y0, x1, y1 = gx0 * k, gy0 * k, min(gx1 * k, s), min(gy1 * k, s)
+        full_map = upsample_map(grid_map, k, sampled[..., 0])[: y1 - y0, : x1 - x0]
+        rgba = cv2.remap(layer.texture, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        box = canvas.out[y0:y1, x0:x1]  # box += (rgb - box) * alpha, in OpenCV: 2.4x numpy's broadcast over RGB
+        alpha = cv2.cvtColor(rgba[..., 3], cv2.COLOR_GRAY2RGB).astype(np.float32) * (1.0 / 255.0)
+        box += cv2.multiply(cv2.subtract(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB).astype(np.float32), box), alpha)
+
+        a_low = (sampled[..., 0] * covered)[..., None]
+        layer_w = cv2.remap(layer.weights_low, at, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        stretch = conf.stretch_factor(np.where(covered[..., None], grid_map, 0), k)
+        sub = np.s_[gy0:gy1, gx0:gx1]
+        canvas.confidence[sub] = conf.composite(canvas.confidence[sub], sampled[..., 1] * stretch, a_low[..., 0])
+        canvas.bone_weights[sub] *= 1.0 - a_low
+        canvas.bone_weights[sub][..., 1:] += layer_w * a_low
+        flow = canvas.flow[sub]
+        flow += (np.where(covered[..., None], grid_map, flow) - flow) * a_low
 
     def _motion(
         self,
@@ -250,32 +276,51 @@ class PoseRig:
 
 
 @dataclass
+class _Canvas:
+    """What :meth:`PoseRig.render_pose` accumulates, layer by layer, back to front."""
+
+    out: np.ndarray  # (S, S, 3) float32 image
+    confidence: np.ndarray  # (h, h)
+    bone_weights: np.ndarray  # (h, h, B + 1), channel 0 the background
+    flow: np.ndarray  # (h, h, 2) backward map, source pixels
+
+
+@dataclass
 class _JointMesh:
     """All layers' meshes as one (vertices of layer i: ``starts[i]:starts[i + 1]``; triangle t on ``plane[t]``)."""
 
     vertices: np.ndarray  # (V, 2) source pixels
     weights: np.ndarray  # (V, B)
     pivots: np.ndarray  # (V, 2)
+    dom: np.ndarray  # (V,) main bone (the heaviest weight)
+    hinge_bones: np.ndarray  # (V, 2) (parent, child) bones of the joint the vertex bends at, -1: none
+    hinge_side: np.ndarray  # (V,) its side of that joint's bend
     triangles: np.ndarray  # (T, 3) indices into vertices
     uv: np.ndarray  # (T, 3, 2) the triangles' source positions
     priority: np.ndarray  # (T,)
     plane: np.ndarray  # (T,) layer index
     starts: np.ndarray  # (L + 1,)
+    layers: int  # L
 
     @classmethod
     def of(cls, layers) -> _JointMesh:
         starts = np.cumsum([0] + [len(layer.vertices) for layer in layers])
         triangles = np.concatenate([layer.triangles + start for layer, start in zip(layers, starts)])
         vertices = np.concatenate([layer.vertices for layer in layers])
+        weights = np.concatenate([layer.vertex_weights for layer in layers])
         return cls(
             vertices=vertices,
-            weights=np.concatenate([layer.vertex_weights for layer in layers]),
+            weights=weights,
             pivots=np.concatenate([layer.pivots for layer in layers]),
+            dom=np.argmax(weights, axis=1),
+            hinge_bones=np.concatenate([layer.hinge_bones for layer in layers]),
+            hinge_side=np.concatenate([layer.hinge_side for layer in layers]),
             triangles=triangles,
             uv=vertices[triangles],
             priority=np.concatenate([layer.priority for layer in layers]),
             plane=np.concatenate([np.full(len(layer.triangles), i) for i, layer in enumerate(layers)]),
             starts=starts,
+            layers=len(layers),
         )
 
 
