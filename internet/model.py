@@ -58,7 +58,7 @@ class INTERNet(nn.Module):
         self.dense_motion = DenseMotion(config.motion, k, config.motion_size, levels=3, norm_kind=config.norm)
         self.generator = Generator(config.generator, config.norm)
         self.background = (
-            BackgroundMotion(config.motion, config.motion_size, config.norm)
+            BackgroundMotion(config.anchors, config.motion_size, config.norm)
             if config.motion.background == "affine"
             else None
         )

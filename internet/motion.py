@@ -7,20 +7,30 @@ from an additional output layer on the same features, the confidence map M^0 in 
 
 The background term T_0 is the identity in the paper (as in FOMM). ``MotionConfig.background = "affine"``
 replaces it with a global affine map that ``BackgroundMotion`` predicts from the source and driving frames
-(TPSMM's background motion), for clips whose camera pans or zooms.
+(as TPSMM's background motion, here from an anchor of the background), for clips whose camera pans or zooms.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from internet.config import MotionConfig
-from internet.geometry import Anchors, compose_flow, gaussian_heatmaps, local_affine_grids, upsample2x, warp
-from internet.layers import DownBlock, UNet, downsample
+from internet.anchors import AnchorDetector
+from internet.config import AnchorConfig, MotionConfig
+from internet.geometry import (
+    Anchors,
+    compose_flow,
+    gaussian_heatmaps,
+    invert_2x2,
+    local_affine_grids,
+    upsample2x,
+    warp,
+)
+from internet.layers import UNet, downsample
 
 
 @dataclass
@@ -36,29 +46,26 @@ class MotionOutput:
 class BackgroundMotion(nn.Module):
     """(source, driving) -> the affine background term T_0 (B, 2, 3) of normalised coordinates.
 
-    A strided CNN on both frames at the motion resolution, global pooling and a linear layer initialised to
-    zero, so that a new module starts as the identity (and a model warm-started from one without it renders
-    exactly as before).
+    The background gets an anchor of its own: a one-anchor detector (the anchor detector's network with K = 1)
+    finds a point and a Jacobian in each frame, and T_0(z) = c_s + J_s J_d^{-1} (z - c_d), the local transform
+    of Eq 5, applied to the whole frame. Each frame is seen on its own, so a driving frame equal to the source
+    gives exactly the identity, and a camera that pans or zooms moves the anchor with the scene. A gate
+    initialised to zero, T_0 = I + g (T - I), makes a new module start as the paper's identity term (a model
+    warm-started from one without it renders exactly as before).
     """
 
-    def __init__(self, config: MotionConfig, motion_size: int, norm_kind: str = "group") -> None:
+    def __init__(self, config: AnchorConfig, motion_size: int, norm_kind: str = "group") -> None:
         super().__init__()
-        self.motion_size = motion_size
-        n = config.num_blocks
-        chans = [6] + [min(config.max_features, config.block_expansion * 2 ** (i + 1)) for i in range(n)]
-        self.features = nn.Sequential(*(DownBlock(chans[i], chans[i + 1], norm_kind) for i in range(n)))
-        self.head = nn.Linear(chans[-1], 6)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.detector = AnchorDetector(dataclasses.replace(config, num_anchors=1), motion_size, norm_kind)
+        self.gate = nn.Parameter(torch.zeros(()))
         self.register_buffer("identity", torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), persistent=False)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
-        s = self.motion_size
-        if source.shape[0] != driving.shape[0]:
-            source = source.expand(driving.shape[0], -1, -1, -1)
-        x = torch.cat([downsample(source, s), downsample(driving, s)], dim=1)
-        delta = self.head(self.features(x).mean(dim=(2, 3)).float())
-        return self.identity + delta.view(-1, 2, 3)
+        a_s, a_d = self.detector(source), self.detector(driving)
+        jac = (a_s.jacobians @ invert_2x2(a_d.jacobians))[:, 0]  # (B, 2, 2), the source broadcast if batch 1
+        shift = a_s.points[:, 0] - (jac @ a_d.points[:, 0, :, None])[..., 0]
+        theta = torch.cat([jac, shift[..., None]], dim=-1)
+        return self.identity + self.gate * (theta - self.identity)
 
 
 class DenseMotion(nn.Module):

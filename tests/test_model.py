@@ -307,8 +307,19 @@ def test_a_removed_field_with_its_off_value_still_loads_and_any_other_value_is_a
         from_dict(ModelConfig, data)
 
 
-def test_affine_background_starts_as_the_identity_and_follows_a_camera_shift_once_set():
-    """motion.background=affine: a new BackgroundMotion renders exactly as the identity term; a set T_0 moves the
+class FixedBackground(nn.Module):
+    """A background term that returns one known affine map (to check the rest of the path against it)."""
+
+    def __init__(self, theta: torch.Tensor) -> None:
+        super().__init__()
+        self.theta = theta
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand(driving.shape[0], 2, 3)
+
+
+def test_affine_background_starts_as_the_identity_and_a_known_camera_shift_moves_the_output():
+    """motion.background=affine: a new BackgroundMotion renders exactly as the identity term; a known T_0 moves the
     background: with omega = background everywhere and M -> 1, a blended output is the source shifted by T_0."""
     torch.manual_seed(0)
     plain = INTERNet(load_config("tiny", ["generator.blend_output=true"])).eval()
@@ -320,7 +331,7 @@ def test_affine_background_starts_as_the_identity_and_follows_a_camera_shift_onc
         out = model(src, drv)
         assert torch.equal(out.prediction, plain(src, drv).prediction)
         assert torch.allclose(out.background, torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]))
-        model.background.head.bias.copy_(torch.tensor([0.0, 0, 16 / 63, 0, 0, 0]))  # x -> x + 8 px at 64 px
+        model.background = FixedBackground(torch.tensor([[[1.0, 0, 16 / 63], [0, 1.0, 0]]]))  # x -> x + 8 px
         model.dense_motion.weights.weight.zero_()
         model.dense_motion.weights.bias.copy_(torch.tensor([30.0] + [0.0] * 10))  # omega_0 = 1
         model.dense_motion.confidence.weight.zero_()
@@ -330,6 +341,25 @@ def test_affine_background_starts_as_the_identity_and_follows_a_camera_shift_onc
     # O(x) = S(x + 8 px) away from the right border; driving anchors given (relative motion) keep the identity.
     assert (shifted[..., 4:-12] - src[..., 12:-4]).abs().max() < 1e-3
     assert given.background is None and (given.prediction - src).abs().max() < 1e-3
+
+
+def test_the_background_anchor_gives_the_identity_for_the_source_itself_and_scales_with_its_gate():
+    from internet.motion import BackgroundMotion
+
+    torch.manual_seed(0)
+    config = load_config("tiny")
+    background = BackgroundMotion(config.anchors, config.motion_size).eval()
+    src, drv = frames(64, batch=2)
+    identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(2, 2, 3)
+    with torch.no_grad():
+        assert torch.equal(background(src, drv), identity)  # gate 0: the paper's identity term
+        background.gate.fill_(1.0)
+        assert torch.allclose(background(src, src), identity, atol=1e-5)  # the same frame: no camera motion
+        full = background(src, drv)
+        background.gate.fill_(0.5)
+        half = background(src, drv)
+    assert (full - identity).abs().max() > 1e-3
+    assert torch.allclose(half - identity, 0.5 * (full - identity), atol=1e-6)
 
 
 def test_background_values_other_than_identity_or_affine_are_config_errors():
