@@ -6,7 +6,9 @@
 - ``metrics.png``: one bar chart per metric (mean ± 95% CI) from ``results.json``, reference rows as lines;
 - ``fig9.png``: the Fig 9 layout per variant: source and driving with anchors + Jacobian axes, the dominant
   soft weight omega (Eq 5), the confidence maps M^i at the three skip scales, and the output;
-- ``side_by_side.gif``: driving | SS4x-a | SS4x-b | SS4x-c | MS-c on one test clip.
+- ``side_by_side.gif``: driving | SS4x-a | SS4x-b | SS4x-c | MS-c on one test clip;
+- ``errors.png`` (``--errors LABEL=CHECKPOINT ...``): where the error is: source, driving, output, the source
+  warped by the flow, |output - driving| and M, one row per clip and checkpoint.
 
 Drawing reuses ``internet.video.overlays``; everything is rendered from the checkpoints given.
 """
@@ -141,6 +143,26 @@ def checkpoint_fig9(model: INTERNet, clips: list[TestClip], t: int, out: Path, t
     return out
 
 
+@torch.no_grad()
+def error_row(model: INTERNet, source: torch.Tensor, driving: torch.Tensor, name: str, tile: int) -> np.ndarray:
+    """source | driving | output | F(S) (the source deformed by the flow) | |output - driving| x4 | M^2."""
+    out: INTERNetOutput = model(source[None], driving[None])
+    error = ((out.prediction[0] - driving).abs().mean(0, keepdim=True) * 4).expand(3, -1, -1)
+    images = [source, driving, out.prediction[0], out.deformed(source[None])[0], error,
+              out.confidences[-1][0].expand(3, -1, -1)]  # fmt: skip
+    names = [f"{name}: source", "driving", "output", "warped source", "|error| x4", "M"]
+    return np.hstack([label(cv2.resize(_u8(x), (tile, tile), interpolation=cv2.INTER_NEAREST), n)
+                      for x, n in zip(images, names)])  # fmt: skip
+
+
+def error_figure(models: dict[str, INTERNet], clips: list[TestClip], t: int, out: Path, tile: int = 128) -> Path:
+    """A row per clip and model: frame t driven from frame 0, with the warped source, the error and M."""
+    rows = [error_row(m, c.frames[0], c.frames[min(t, len(c.frames) - 1)], f"{label_} {c.name[-3:]}", tile)
+            for c in clips for label_, m in models.items()]  # fmt: skip
+    cv2.imwrite(str(out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return out
+
+
 def side_by_side_gif(models: dict[str, INTERNet], clip: TestClip, out: Path, every: int = 2, fps: float = 15) -> Path:
     """driving | model 1 | model 2 | ... for every ``every``-th frame of a clip, as a looping GIF."""
     import imageio.v2 as imageio
@@ -164,10 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame", type=int, default=45, help="driving frame for fig9.png")
     p.add_argument("--gif-variants", default="SS4x-a,SS4x-b,SS4x-c,MS-c")
     p.add_argument("--checkpoint", help="instead: Fig 9 (fig9-default.png) and a GIF for this one checkpoint")
-    p.add_argument("--clips", type=int, default=4, help="with --checkpoint: test clips, one row each")
+    p.add_argument("--clips", type=int, default=4, help="with --checkpoint / --errors: test clips, one row each")
+    p.add_argument("--errors", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                   help="instead: errors.png for these checkpoints (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
     root, out = Path(args.ablation), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.errors:
+        models = {k: INTERNet.from_pretrained(v) for k, v in (e.split("=", 1) for e in args.errors)}
+        size = next(iter(models.values())).config.image_size
+        clips = list(synthrunway_clips(Path(args.data), size))[: args.clips]
+        print(error_figure(models, clips, args.frame, out / "errors.png"))
+        return 0
     if args.checkpoint:
         model = INTERNet.from_pretrained(args.checkpoint)
         clips = list(synthrunway_clips(Path(args.data), model.config.image_size))[: args.clips]
