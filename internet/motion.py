@@ -49,23 +49,23 @@ class BackgroundMotion(nn.Module):
     The background gets an anchor of its own: a one-anchor detector (the anchor detector's network with K = 1)
     finds a point and a Jacobian in each frame, and T_0(z) = c_s + J_s J_d^{-1} (z - c_d), the local transform
     of Eq 5, applied to the whole frame. Each frame is seen on its own, so a driving frame equal to the source
-    gives exactly the identity, and a camera that pans or zooms moves the anchor with the scene. A gate
-    initialised to zero, T_0 = I + g (T - I), makes a new module start as the paper's identity term (a model
-    warm-started from one without it renders exactly as before).
+    gives exactly the identity, and a camera that pans or zooms moves the anchor with the scene. Its heatmap
+    layer starts at zero (a uniform heatmap: the same centre in every frame) and its Jacobians at the identity,
+    so a new module starts as the paper's identity term (a model warm-started from one without it renders
+    exactly as before) and still gets gradients.
     """
 
     def __init__(self, config: AnchorConfig, motion_size: int, norm_kind: str = "group") -> None:
         super().__init__()
         self.detector = AnchorDetector(dataclasses.replace(config, num_anchors=1), motion_size, norm_kind)
-        self.gate = nn.Parameter(torch.zeros(()))
-        self.register_buffer("identity", torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), persistent=False)
+        nn.init.zeros_(self.detector.heatmap.weight)
+        nn.init.zeros_(self.detector.heatmap.bias)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
         a_s, a_d = self.detector(source), self.detector(driving)
         jac = (a_s.jacobians @ invert_2x2(a_d.jacobians))[:, 0]  # (B, 2, 2), the source broadcast if batch 1
         shift = a_s.points[:, 0] - (jac @ a_d.points[:, 0, :, None])[..., 0]
-        theta = torch.cat([jac, shift[..., None]], dim=-1)
-        return self.identity + self.gate * (theta - self.identity)
+        return torch.cat([jac, shift[..., None]], dim=-1)
 
 
 class DenseMotion(nn.Module):

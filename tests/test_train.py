@@ -342,4 +342,4 @@ def test_the_affine_background_term_learns_at_its_own_rate_and_follows_the_miles
     ]
     assert [g["lr"] for g in groups] == pytest.approx([2e-5, 1e-4])  # after the milestone at step 1
     # It moved off the identity it started at.
-    assert result.trainables.generator.background.gate.abs() > 0
+    assert result.trainables.generator.background.detector.heatmap.weight.abs().sum() > 0
