@@ -24,10 +24,12 @@ import functools
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 FAR = -1.0e5  # a source coordinate far outside the image: samples there are transparent
 
 _BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 @functools.cache
@@ -87,7 +89,7 @@ def skin_vertices(
     unrotate = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # R(-theta)
     stretch = (unrotate @ affines[:, :, :2]).reshape(len(affines), 4)  # A = R(theta) P
     dom = np.argmax(weights, axis=1)
-    turn = _wrap(theta[None, :] - theta[dom][:, None])  # each bone's angle relative to the vertex's main bone
+    turn = _wrap(theta[None, :] - theta[:, None])[dom]  # each bone's angle relative to the vertex's main bone
     blend = np.ones(len(vertices)) if rigid is None else 1.0 - rigid
     angle = theta[dom] + blend * (weights * turn).sum(axis=1)
     p = blend[:, None] * (weights @ stretch.astype(weights.dtype)) + (1.0 - blend[:, None]) * stretch[dom]  # (V, 4)
@@ -193,15 +195,9 @@ def extend_map(grid_map: np.ndarray, covered: np.ndarray, radius: int = 2) -> np
     limb, say) and draw a speck of texture outside both."""
     if covered.all():
         return grid_map.astype(np.float32)
-    dist, nearest = cv2.distanceTransformWithLabels(
-        (~covered).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    ys, xs = np.nonzero(covered)
-    order = np.zeros(nearest.max() + 1, np.int64)
-    order[nearest[ys, xs]] = np.arange(len(ys))
-    source = order[nearest]
-    extended = grid_map[ys[source], xs[source]]
-    out = np.where(covered[..., None], grid_map, np.where(dist[..., None] <= radius + 0.5, extended, FAR))
+    dist, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    out = grid_map[iy, ix]
+    out[dist > radius + 0.5] = FAR
     return out.astype(np.float32)
 
 
@@ -215,31 +211,27 @@ def upsample_map(grid_map: np.ndarray, scale: int, opacity: np.ndarray, jump: fl
     (``opacity``: the layer's alpha where each cell samples) takes the sample of an opaque neighbour (the
     opaque sheet's edge lies between them) or, without one, FAR: nothing is drawn there."""
     size = (grid_map.shape[1] * scale, grid_map.shape[0] * scale)
-    limit = (jump * scale) ** 2
-    step_x = ((grid_map[:, 1:] - grid_map[:, :-1]) ** 2).sum(axis=-1) > limit
-    step_y = ((grid_map[1:] - grid_map[:-1]) ** 2).sum(axis=-1) > limit
-    if step_x.any() or step_y.any():
-        torn = np.zeros(grid_map.shape[:2], bool)
-        torn[:, 1:] |= step_x
-        torn[:, :-1] |= step_x
-        torn[1:] |= step_y
-        torn[:-1] |= step_y
-        grid_map = _fill_from_opaque(grid_map, opacity, torn & (opacity < 0.5))
+    inside = grid_map[..., :1] > FAR / 2
+    flipped = np.where(inside, -grid_map, np.float32(FAR))  # FAR is never a neighbourhood's largest value
+    up = cv2.dilate(grid_map, _CROSS) - grid_map  # per coordinate: how far a 4-neighbour lies above, and below
+    down = cv2.dilate(flipped, _CROSS) - flipped
+    spread = cv2.max(up, down).max(axis=-1)
+    cells = (spread > jump * scale) & (opacity < 0.5) & inside[..., 0]
+    if cells.any():
+        grid_map = _fill_from_opaque(grid_map, opacity, cells)
     return cv2.resize(grid_map, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _fill_from_opaque(grid_map: np.ndarray, opacity: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """``cells`` take the sample of their most opaque 4-neighbour if it is opaque (alpha >= 0.5), else FAR."""
-    pad_map = np.pad(grid_map, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    pad_op = np.pad(opacity, 1)
     h, w = opacity.shape
-    out = np.where(cells[..., None], np.float32(FAR), grid_map)
-    best = np.full((h, w), 0.5, np.float32)
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        op = pad_op[dy : dy + h, dx : dx + w]
-        take = cells & (op >= best)
-        out[take] = pad_map[dy : dy + h, dx : dx + w][take]
-        best = np.where(take, op + 1e-6, best)
+    ys, xs = np.nonzero(cells)
+    ny = np.clip(ys[:, None] + np.array([-1, 1, 0, 0]), 0, h - 1)  # (N, 4) neighbours: up, down, left, right
+    nx = np.clip(xs[:, None] + np.array([0, 0, -1, 1]), 0, w - 1)
+    best = np.argmax(opacity[ny, nx], axis=1)
+    by, bx = ny[np.arange(len(ys)), best], nx[np.arange(len(ys)), best]
+    out = grid_map.copy()
+    out[ys, xs] = np.where((opacity[by, bx] >= 0.5)[:, None], grid_map[by, bx], np.float32(FAR))
     return out
 
 

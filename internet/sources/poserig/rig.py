@@ -199,11 +199,17 @@ class PoseRig:
         (L, h, h, 2) backward maps, (L, h, h) coverage). Each joint's inner side is kept rigid and the triangles
         that would join its two rigid parts across the fold are left out (:mod:`internet.sources.poserig.mesh`)."""
         mesh, k, h = self._mesh, self.source.scale, self.source.grid
-        rigid = inner_side(bone_angles(affines), mesh.hinge_bones, mesh.hinge_side)
+        rigid = np.zeros(len(mesh.vertices))
+        rigid[mesh.hinged] = inner_side(bone_angles(affines), mesh.hinge_bones, mesh.hinge_side)
         moved = output_to_grid(skin_vertices(mesh.vertices, mesh.weights, affines, mesh.pivots, rigid), k)
-        keep = ~torn_triangles(mesh.triangles, mesh.dom, rigid)
-        tri = mesh.triangles[keep]
-        maps, covers = rasterise(moved[tri], mesh.uv[keep], mesh.priority[keep], h, h, mesh.plane[keep], mesh.layers)
+        near = mesh.hinged_triangles
+        torn = near[torn_triangles(mesh.triangles[near], mesh.dom, rigid)]
+        tri, uv, priority, plane = mesh.triangles, mesh.uv, mesh.priority, mesh.plane
+        if len(torn):
+            keep = np.ones(len(tri), bool)
+            keep[torn] = False
+            tri, uv, priority, plane = tri[keep], uv[keep], priority[keep], plane[keep]
+        maps, covers = rasterise(moved[tri], uv, priority, h, h, plane, mesh.layers)
         return moved, maps, covers
 
     def _draw_layer(self, canvas: _Canvas, i: int, moved: np.ndarray, maps: np.ndarray, covers: np.ndarray) -> None:
@@ -293,8 +299,10 @@ class _JointMesh:
     weights: np.ndarray  # (V, B)
     pivots: np.ndarray  # (V, 2)
     dom: np.ndarray  # (V,) main bone (the heaviest weight)
-    hinge_bones: np.ndarray  # (V, 2) (parent, child) bones of the joint the vertex bends at, -1: none
-    hinge_side: np.ndarray  # (V,) its side of that joint's bend
+    hinged: np.ndarray  # (H,) the vertices that bend at an elbow or a knee
+    hinge_bones: np.ndarray  # (H, 2) that joint's (parent, child) bones
+    hinge_side: np.ndarray  # (H,) each one's side of the joint's bend
+    hinged_triangles: np.ndarray  # the triangles with a corner among them
     triangles: np.ndarray  # (T, 3) indices into vertices
     uv: np.ndarray  # (T, 3, 2) the triangles' source positions
     priority: np.ndarray  # (T,)
@@ -308,13 +316,17 @@ class _JointMesh:
         triangles = np.concatenate([layer.triangles + start for layer, start in zip(layers, starts)])
         vertices = np.concatenate([layer.vertices for layer in layers])
         weights = np.concatenate([layer.vertex_weights for layer in layers])
+        hinge_bones = np.concatenate([layer.hinge_bones for layer in layers])
+        hinged = np.nonzero(hinge_bones[:, 0] >= 0)[0]
         return cls(
             vertices=vertices,
             weights=weights,
             pivots=np.concatenate([layer.pivots for layer in layers]),
             dom=np.argmax(weights, axis=1),
-            hinge_bones=np.concatenate([layer.hinge_bones for layer in layers]),
-            hinge_side=np.concatenate([layer.hinge_side for layer in layers]),
+            hinged=hinged,
+            hinge_bones=hinge_bones[hinged],
+            hinge_side=np.concatenate([layer.hinge_side for layer in layers])[hinged],
+            hinged_triangles=np.nonzero(np.isin(triangles, hinged).any(axis=1))[0],
             triangles=triangles,
             uv=vertices[triangles],
             priority=np.concatenate([layer.priority for layer in layers]),
