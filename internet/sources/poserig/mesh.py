@@ -24,7 +24,6 @@ import functools
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 FAR = -1.0e5  # a source coordinate far outside the image: samples there are transparent
 
@@ -195,8 +194,11 @@ def extend_map(grid_map: np.ndarray, covered: np.ndarray, radius: int = 2) -> np
     limb, say) and draw a speck of texture outside both."""
     if covered.all():
         return grid_map.astype(np.float32)
-    dist, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
-    out = grid_map[iy, ix]
+    # Every cell's nearest covered cell, as a label: OpenCV numbers the covered cells 1.. in raster order.
+    dist, label = cv2.distanceTransformWithLabels(
+        (~covered).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    out = grid_map[covered][label - 1]
     out[dist > radius + 0.5] = FAR
     return out.astype(np.float32)
 
