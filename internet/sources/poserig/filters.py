@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from internet.sources.landmarks import Landmarks
+from internet.sources.poserig.retarget import facing, mirrored
 
 
 def _alpha(cutoff_hz: float, dt: float) -> float:
@@ -80,3 +81,33 @@ class LandmarkSmoother:
         smoothed = self.filter(points / self.scale) * self.scale
         self.last = Landmarks(smoothed.astype(np.float32), landmarks.visibility, landmarks.mask)
         return self.last
+
+
+class FacingGuard:
+    """Names a driver's sides as the photo's are seen: a driver who turns their back to the camera is drawn as
+    the photo's front in the mirrored pose (the silhouette of the driver), not as a torso turned inside out.
+
+    Landmarks name the body's own sides, so a person seen from behind has their left on the image's left; the
+    rig would mirror the photo's torso through its skeleton (and tear the garment from the legs). So while a
+    driver faces the other way from the photo (:func:`~internet.sources.poserig.retarget.facing` beyond
+    ``margin``, in torso lengths, on the other side of 0), their left and right are exchanged; in between (a
+    profile, a turn under way) the last choice holds, so the limbs swap once, where the body is at its
+    narrowest. A single frame with its sides mislabelled is put right the same way.
+    """
+
+    def __init__(self, photo_points: np.ndarray, margin: float = 0.15) -> None:
+        self.sign = 1.0 if facing(photo_points) >= 0 else -1.0
+        self.margin = margin
+        self.away = False
+
+    def like_photo(self, landmarks: Landmarks) -> Landmarks:
+        """``landmarks`` with their sides exchanged if they face the other way from the photo (no memory)."""
+        return mirrored(landmarks) if facing(landmarks.points) * self.sign < 0 else landmarks
+
+    def __call__(self, landmarks: Landmarks | None) -> Landmarks | None:
+        if landmarks is None:
+            return None
+        f = facing(landmarks.points) * self.sign
+        if abs(f) > self.margin:
+            self.away = f < 0
+        return mirrored(landmarks) if self.away else landmarks

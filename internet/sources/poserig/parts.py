@@ -546,6 +546,18 @@ def _hidden_extensions(core: dict[str, np.ndarray], person: np.ndarray, body, si
     return ext, seam_ext, q
 
 
+def _layer_colours(name: str, person_rgb, torso_rgb, seam_ext: np.ndarray, torso_core: np.ndarray) -> np.ndarray:
+    """A layer's colours. The torso layer shows the real shoulders and neck where it reaches under them and its
+    own fill elsewhere; a leg shows the garment where it reaches up under it, as the photo does there (where the
+    garment narrows, in a turn, or parts from a kicking leg, that reach is what shows: the dress moving with the
+    leg, not a slab of the leg's colour)."""
+    if name == "torso":
+        return np.where(seam_ext[..., None], person_rgb, torso_rgb)
+    if name.endswith("_leg"):
+        return np.where(torso_core[..., None], torso_rgb, person_rgb)
+    return person_rgb
+
+
 def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, grid: int = 128) -> SourceLayers:
     """Split the source person into skinned layers (see the module docstring). ``mask`` is (S, S) in [0, 1];
     the meshes and low-res maps live on a (grid, grid) lattice of pixel centres."""
@@ -585,8 +597,7 @@ def build_layers(source_rgb: np.ndarray, points: np.ndarray, mask: np.ndarray, g
         if name.endswith("upper_arm"):  # the shoulder cap is drawn by the torso layer, not the turning arm
             share = _joint_share(q, body, f"{name.split('_')[0]}_shoulder", name)
             alpha *= np.clip((0.75 - share) / 0.25, 0.0, 1.0).astype(np.float32)
-        # The torso layer shows the real shoulders/neck where it reaches under them, its own fill elsewhere.
-        rgb = np.where(seam_ext[..., None], person_rgb, torso_rgb) if name == "torso" else person_rgb
+        rgb = _layer_colours(name, person_rgb, torso_rgb, seam_ext, core["torso"])
         texture = np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
         reliability = np.where(core[name], 1.0, HIDDEN_RELIABILITY).astype(np.float32)
         alpha_low = _downsample(alpha, scale, h)

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from internet.skeleton import JOINT
+from internet.skeleton import JOINT, JOINT_NAMES
 from internet.sources.landmarks import Landmarks
 
 NECK, PELVIS = 13, 14  # extra points appended to the 13 joints: mid-shoulders and mid-hips
@@ -67,6 +67,27 @@ def extend(points: np.ndarray) -> np.ndarray:
     neck = (p[JOINT["left_shoulder"]] + p[JOINT["right_shoulder"]]) / 2
     pelvis = (p[JOINT["left_hip"]] + p[JOINT["right_hip"]]) / 2
     return np.concatenate([p, neck[None], pelvis[None]])
+
+
+_OTHER_SIDE = {"left": "right", "right": "left"}
+# JOINT_NAMES order with left and right exchanged.
+MIRRORED = np.array([JOINT["_".join(_OTHER_SIDE.get(w, w) for w in n.split("_"))] for n in JOINT_NAMES])
+
+
+def facing(points: np.ndarray) -> float:
+    """How squarely the body faces the camera: the shoulders' and hips' mean width across the spine, signed, in
+    torso lengths. Positive when the person's left is on the image's right (a frontal photo), negative from
+    behind (landmarks name the body's own sides), near 0 in profile."""
+    e = extend(points)
+    t = max(torso_length(points), 1e-6)
+    up = (e[NECK] - e[PELVIS]) / t
+    across = (e[JOINT["left_shoulder"]] - e[JOINT["right_shoulder"]] + e[JOINT["left_hip"]] - e[JOINT["right_hip"]]) / 2
+    return float(up[0] * across[1] - up[1] * across[0]) / t
+
+
+def mirrored(landmarks: Landmarks) -> Landmarks:
+    """The same points with their left and right names exchanged."""
+    return Landmarks(landmarks.points[MIRRORED], landmarks.visibility[MIRRORED], landmarks.mask)
 
 
 def torso_length(points: np.ndarray) -> float:

@@ -28,7 +28,7 @@ from internet.skeleton import JOINT
 from internet.sources.frames import FrameMotion
 from internet.sources.landmarks import Landmarks
 from internet.sources.poserig import confidence as conf
-from internet.sources.poserig.filters import LandmarkSmoother
+from internet.sources.poserig.filters import FacingGuard, LandmarkSmoother
 from internet.sources.poserig.mesh import (
     bone_angles,
     extend_map,
@@ -126,6 +126,7 @@ class PoseRig:
         self.source = build_layers(source_rgb, source_landmarks.points, mask, self.options.grid)
         self.reference: Landmarks | None = None
         self.smoother: LandmarkSmoother | None = None
+        self.facing = FacingGuard(self.source.points)
         h, k = self.source.grid, self.source.scale
         centres = (np.arange(h) + 0.5) * k - 0.5
         self._low_maps = [np.dstack([layer.alpha_low, layer.reliability_low]) for layer in self.source.layers]
@@ -142,6 +143,7 @@ class PoseRig:
     def _driving_pose(self, driving: Landmarks | None) -> np.ndarray:
         if driving is not None and self.reference is None:
             self.reference = driving
+        driving = self.facing(driving)
         if self.options.smooth and driving is not None and self.smoother is None:
             scale = torso_length(self.reference.points) if self.reference is not None else 1.0
             self.smoother = LandmarkSmoother(
@@ -154,7 +156,7 @@ class PoseRig:
         return retarget(
             self.source.points,
             driving.points,
-            self.reference.points,
+            self.facing.like_photo(self.reference).points,
             self.options.mode,
             self.options.min_ratio,
         )
