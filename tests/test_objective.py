@@ -372,3 +372,21 @@ def test_temporal_reference_previous_frame_compares_with_the_real_previous_frame
     assert step.previous_prediction is previous
     expected = temporal_loss(step.output.prediction, previous, flow, valid)
     assert torch.allclose(step.losses.temporal, expected)
+
+
+def test_the_background_anchor_gets_the_equivariance_loss_too():
+    torch.manual_seed(0)
+    model = INTERNet(load_config("tiny", ["motion.background=affine"]))
+    with torch.no_grad():  # a detector that depends on the image (a new one has a uniform heatmap)
+        model.background.detector.heatmap.weight.normal_(0, 0.1)
+    disc = MultiScaleDiscriminator(model.config.discriminator).requires_grad_(False)
+    objective = Objective.build(LossConfig(temporal="none"), torch.device("cpu"))
+    b, s = 2, 64
+    batch = _Batch(torch.rand(b, 3, s, s), torch.rand(b, 3, s, s), torch.rand(b, 3, s, s),
+                   torch.zeros(b, s, s, 2), torch.ones(b, 1, s, s))  # fmt: skip
+    plain = objective.generator_step(model, model.detect, disc, batch, torch.Generator().manual_seed(0))
+    both = objective.generator_step(model, model.detect, disc, batch, torch.Generator().manual_seed(0),
+                                    background_detector=model.background.detector)  # fmt: skip
+    assert both.losses.equivariance_value > plain.losses.equivariance_value
+    (both.losses.equivariance_value + both.losses.equivariance_jacobian).backward()
+    assert model.background.detector.heatmap.weight.grad.abs().sum() > 0

@@ -358,11 +358,14 @@ class Objective:
         discriminator: nn.Module,
         batch: FrameBatch,
         generator: torch.Generator,
+        background_detector: Callable[[torch.Tensor], Anchors] | None = None,
     ) -> GeneratorStep:
         """All generator terms for a ``VideoSample`` batch. ``discriminator`` should be frozen by the caller.
 
         ``model`` is the (possibly DDP-wrapped) INTERNet; ``detector`` its ``detect`` (called directly so
         the extra anchors pass is part of the same backward); ``generator`` seeds the random TPS.
+        ``background_detector``: the affine background term's anchor detector, if the model has one; it gets
+        the same L_covar (a random TPS includes a global affine map, which is what a camera does).
         """
         c = self.config
         source, driving = batch.source, batch.driving
@@ -388,6 +391,9 @@ class Objective:
             transform = self.random_transform(n, generator, driving.device)
             anchors = Anchors(out.anchors_driving, out.jacobians_driving)
             eq = equivariance_loss(detector, driving, anchors, transform)
+            if background_detector is not None:
+                bg = equivariance_loss(background_detector, driving, background_detector(driving), transform)
+                eq = EquivarianceTerms(eq.value + bg.value, eq.jacobian + bg.jacobian)
         else:
             eq = EquivarianceTerms(zero, zero)
 

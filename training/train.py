@@ -336,6 +336,7 @@ def training_loop(
     autocast = (
         torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     )
+    background_detector = generator.background.detector if generator.background is not None else None
     while progress.step < max_steps:
         batches = _epoch_batches(dataset, sampler, progress, per_rank, t.seed, ctx, config.data.num_workers)
         for batch in batches:
@@ -348,7 +349,9 @@ def training_loop(
             saved_buffers = _buffers(generator), _buffers(discriminator)
             discriminator.requires_grad_(False)
             with autocast:
-                g_step = objective.generator_step(g_train, generator.detect, discriminator, batch, rng)
+                g_step = objective.generator_step(
+                    g_train, generator.detect, discriminator, batch, rng, background_detector=background_detector
+                )
             g_opt, g_scaler = trainables.generator_optimizer, trainables.generator_scaler
             g_ok, g_loss, g_norm = _optimizer_step(
                 g_step.losses.total, generator, g_opt, g_scaler, t.grad_clip
