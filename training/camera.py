@@ -11,7 +11,6 @@ pixel of the frame, beside the error of the identity itself (= how far the camer
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -20,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from internet.errors import CheckpointError, InputError
 from internet.geometry import affine_grid, identity_grid
 from internet.model import INTERNet
+from training.confidence import clip_score_parser, score_clips
 from training.data import fit_frame, load_clip, to_tensor
 from training.synthrunway.figure import sample_scene
 
@@ -76,20 +75,9 @@ def camera_score(model: INTERNet, folder: Path, frames: int = 48) -> CameraScore
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.camera", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a from_pretrained folder (model.safetensors + config.json)")
-    p.add_argument("--data", required=True, help="a folder of SynthRunway clips")
-    p.add_argument("--frames", type=int, default=48, help="frames per clip (0 = all)")
-    p.add_argument("--json", help="write the per-clip scores here")
-    args = p.parse_args(argv)
-    try:
-        model = INTERNet.from_pretrained(args.checkpoint)
-        folders = sorted(q.parent for q in Path(args.data).glob("*/meta.json"))
-        if not folders:
-            raise InputError(f"no SynthRunway clips in {args.data}")
-        scores = [camera_score(model, f, args.frames) for f in folders]
-    except (InputError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    args = clip_score_parser("python -m training.camera", __doc__.split("\n\n")[0]).parse_args(argv)
+    scores = score_clips(args, camera_score)
+    if scores is None:
         return 2
     for s in scores:
         print(f"{s.clip}: T_0 off by {s.background_error_px:.3f} px, the identity by {s.identity_error_px:.3f} px")

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +29,8 @@ from internet.model import INTERNet
 from training.data import fit_frame, load_clip, to_tensor
 from training.synthrunway.figure import sample_scene
 from training.synthrunway.render import backward_flow, render_frame
+
+T = TypeVar("T")
 
 
 def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
@@ -96,21 +100,33 @@ def confidence_score(model: INTERNet, folder: Path, frames: int = 48) -> Confide
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.confidence", description=__doc__.split("\n\n")[0])
+def clip_score_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line of a per-clip score: --checkpoint, --data, --frames, --json."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--checkpoint", required=True, help="a from_pretrained folder (model.safetensors + config.json)")
     p.add_argument("--data", required=True, help="a folder of SynthRunway clips")
     p.add_argument("--frames", type=int, default=48, help="frames per clip (0 = all)")
     p.add_argument("--json", help="write the per-clip scores here")
-    args = p.parse_args(argv)
+    return p
+
+
+def score_clips(args: argparse.Namespace, score: Callable[[INTERNet, Path, int], T]) -> list[T] | None:
+    """``score`` of every SynthRunway clip in ``args.data`` with the checkpoint; None after a one-line error."""
     try:
         model = INTERNet.from_pretrained(args.checkpoint)
         folders = sorted(q.parent for q in Path(args.data).glob("*/meta.json"))
         if not folders:
             raise InputError(f"no SynthRunway clips in {args.data}")
-        scores = [confidence_score(model, f, args.frames) for f in folders]
+        return [score(model, f, args.frames) for f in folders]
     except (InputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = clip_score_parser("python -m training.confidence", __doc__.split("\n\n")[0]).parse_args(argv)
+    scores = score_clips(args, confidence_score)
+    if scores is None:
         return 2
     for s in scores:
         print(f"{s.clip}: AUC {s.auc:.3f}  disoccluded {100 * s.disoccluded_fraction:.1f} %  "
