@@ -43,9 +43,10 @@ class MotionConfig:
     max_features: int = 1024
     num_blocks: int = 5
     heatmap_variance: float = 0.01
-    # The background term T_0 of Eq 5: "identity" (the paper's, as FOMM's) or "affine": a global affine map
-    # predicted from the source and driving frames (TPSMM's background motion), for a moving camera. Only used
-    # when driving frames are given (self-reenactment, training); driving anchors alone keep the identity.
+    # The background term T_0 of Eq 5: "identity" (the paper's, as FOMM's) or "affine": a global affine map from
+    # an anchor of the background found in the source and in the driving frame (internet.motion.BackgroundMotion),
+    # for a moving camera. Only used when driving frames are given (self-reenactment, training); driving anchors
+    # alone (relative motion) keep the identity. Off in every preset (docs/reproduction.md has what it measured).
     background: typing.Literal["identity", "affine"] = "identity"
 
 
