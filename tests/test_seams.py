@@ -17,8 +17,9 @@ import pytest
 from internet.skeleton import JOINT
 from internet.sources.poserig import Landmarks, PoseRig, RigOptions
 from internet.sources.poserig.filters import FacingGuard
-from internet.sources.poserig.retarget import MIRRORED, SKIN_BONES, bone_affines
+from internet.sources.poserig.retarget import MIRRORED
 from tests.test_poserig import GREEN, STANDING, draw_figure
+from tools.poserig_seams import rigid_parts
 
 SCALE = 3
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -92,23 +93,6 @@ def test_a_joint_bent_far_keeps_the_limb_whole(figure_rig: PoseRig, moves: dict,
     assert background[beside].all(), f"{(~background[beside]).sum()} pixels of the figure drawn beside it"
 
 
-def _rigid_parts(rig: PoseRig, pose: np.ndarray) -> np.ndarray:
-    """Where the photo's person lies in ``pose`` if each of its pixels moved rigidly with its main bone."""
-    src, size = rig.source, rig.size
-    aff = bone_affines(src.points, pose)
-    bone = np.full((size, size), -1)
-    for i, layer in enumerate(src.layers):
-        weights = cv2.resize(layer.weights_low, (size, size), interpolation=cv2.INTER_NEAREST)
-        here = src.labels == i
-        bone[here] = np.argmax(weights[here], axis=-1)
-    core = cv2.erode((src.labels >= 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    out = np.zeros((size, size), np.uint8)
-    for b in range(len(SKIN_BONES)):
-        part = ((bone == b) & core).astype(np.uint8)
-        out |= cv2.warpAffine(part, aff[b], (size, size), flags=cv2.INTER_NEAREST)
-    return cv2.erode(out, _disk(2)).astype(bool)
-
-
 @pytest.mark.skipif(not (MEDIA / "photo_ubc_frame_silver_dress.jpg").exists(), reason="shared media absent")
 def test_the_real_photo_bent_far_at_the_elbows_stays_whole() -> None:
     from internet.sources.landmarks import MediaPipeProvider
@@ -123,7 +107,7 @@ def test_the_real_photo_bent_far_at_the_elbows_stays_whole() -> None:
         pose = _bent(marks.points, moves, *bend)
         output, _ = rig.render_pose(pose, "green")
         background = _background(output)
-        holes = background & _rigid_parts(rig, pose)
+        holes = background & rigid_parts(rig, pose)
         assert holes.sum() <= 20, f"{moves} {bend}: {holes.sum()} background pixels inside the person"
         count, _, stats, _ = cv2.connectedComponentsWithStats((~background).astype(np.uint8), connectivity=8)
         specks = np.sort(stats[1:, cv2.CC_STAT_AREA])[:-1].sum() if count > 2 else 0

@@ -101,7 +101,7 @@ def record(photo: Path, clip: Path) -> tuple[object, np.ndarray]:
     return seen["rig"], np.stack(seen["poses"])
 
 
-def _rigid_parts(rig, pose: np.ndarray) -> np.ndarray:
+def rigid_parts(rig, pose: np.ndarray) -> np.ndarray:
     """Where the photo's person lies in ``pose`` if each of its pixels moved rigidly with its main bone."""
     from internet.sources.poserig.retarget import bone_affines
 
@@ -123,7 +123,7 @@ def measure(rig, pose: np.ndarray) -> tuple[int, int]:
     """(tear, loose) pixels of ``pose`` drawn over green."""
     output, _ = rig.render_pose(pose, "green")
     background = np.abs(output.astype(np.int32) - GREEN).sum(axis=-1) < 150
-    tear = int((background & _rigid_parts(rig, pose)).sum())
+    tear = int((background & rigid_parts(rig, pose)).sum())
     _, _, stats, _ = cv2.connectedComponentsWithStats((~background).astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     return tear, int(areas.sum() - areas.max()) if len(areas) else 0

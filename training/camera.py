@@ -21,8 +21,8 @@ import torch
 
 from internet.geometry import affine_grid, identity_grid
 from internet.model import INTERNet
-from training.confidence import clip_score_parser, score_clips
-from training.data import fit_frame, load_clip, to_tensor
+from training.confidence import clip_score_parser, reenacted, score_clips
+from training.data import load_clip
 from training.synthrunway.figure import sample_scene
 
 
@@ -58,12 +58,10 @@ class CameraScore:
 @torch.no_grad()
 def camera_score(model: INTERNet, folder: Path, frames: int = 48) -> CameraScore:
     """Self-reenact the clip (source = frame 0) and compare T_0 of every frame with the exact map."""
-    clip = load_clip(folder)
-    n = min(frames, len(clip)) if frames > 0 else len(clip)
+    clip, outputs = reenacted(model, folder, frames)
     size = model.config.image_size
-    video = torch.stack([to_tensor(fit_frame(clip.frame(t), size)) for t in range(n)])
-    state = model.prepare_source(video[:1])
-    predicted = [model.animate(state, video[i : i + 16]).background for i in range(0, n, 16)]
+    n = sum(len(out.prediction) for out in outputs)
+    predicted = [out.background for out in outputs]
     exact = to_normalized(background_maps(folder, n), clip.meta.size)  # normalised maps do not depend on size
     truth = affine_grid(exact, size, size)
     theta = torch.cat(predicted) if predicted[0] is not None else None

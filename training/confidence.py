@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from internet.errors import CheckpointError, InputError
-from internet.model import INTERNet
-from training.data import fit_frame, load_clip, to_tensor
+from internet.model import INTERNet, INTERNetOutput
+from training.data import SynthRunwayClip, fit_frame, load_clip, to_tensor
 from training.synthrunway.figure import sample_scene
 from training.synthrunway.render import backward_flow, render_frame
 
@@ -76,17 +76,27 @@ class ConfidenceScore:
 
 
 @torch.no_grad()
-def confidence_score(model: INTERNet, folder: Path, frames: int = 48) -> ConfidenceScore:
-    """Self-reenact the clip (source = frame 0) and score M^2 against the exact disocclusion of each frame."""
+def reenacted(
+    model: INTERNet, folder: Path, frames: int, batch: int = 16
+) -> tuple[SynthRunwayClip, list[INTERNetOutput]]:
+    """Self-reenact the first ``frames`` frames of a clip (0 = all; source = frame 0), ``batch`` frames per output."""
     clip = load_clip(folder)
     n = min(frames, len(clip)) if frames > 0 else len(clip)
     size = model.config.image_size
     video = torch.stack([to_tensor(fit_frame(clip.frame(t), size)) for t in range(n)])
+    state = model.prepare_source(video[:1])
+    return clip, [model.animate(state, video[i : i + batch]) for i in range(0, n, batch)]
+
+
+@torch.no_grad()
+def confidence_score(model: INTERNet, folder: Path, frames: int = 48) -> ConfidenceScore:
+    """Self-reenact the clip (source = frame 0) and score M^2 against the exact disocclusion of each frame."""
+    clip, outputs = reenacted(model, folder, frames)
+    size = model.config.image_size
+    confidence = torch.cat([out.confidences[-1].float() for out in outputs])[:, 0]
+    n = len(confidence)
     truth = torch.from_numpy(disoccluded_from_source(folder, n)).float()[:, None]
     truth = F.interpolate(truth, size=(size, size), mode="area")[:, 0] > 0.5
-    state = model.prepare_source(video[:1])
-    confidence = torch.cat([model.animate(state, video[i : i + 16]).confidences[-1].float()
-                            for i in range(0, n, 16)])[:, 0]  # fmt: skip
     confidence = F.interpolate(confidence[:, None], size=(size, size), mode="bilinear", align_corners=True)[:, 0]
     # Frame 0 is the source itself (nothing is disoccluded); M rounded to 1e-6 so float noise of the upsampling
     # does not order pixels whose confidence is the same.
