@@ -48,6 +48,11 @@ class MotionConfig:
     # for a moving camera. Only used when driving frames are given (self-reenactment, training); driving anchors
     # alone (relative motion) keep the identity. Off in every preset (docs/reproduction.md has what it measured).
     background: typing.Literal["identity", "affine"] = "identity"
+    # The dense motion network (omega and M^0 of Eq 5) runs at image_size / downscale. 4 is the paper's (128² at
+    # 512²); 2 halves the cells at a small output size, where 1/4 leaves 4 px per cell at the person's edge
+    # (docs/reproduction.md). The anchor detector stays at 1/4; the pyramid is resampled to the generator's
+    # three skip sizes (1/4, 1/2, 1) either way.
+    downscale: typing.Literal[2, 4] = 4
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class ModelConfig:
         """Stage I runs at 1/4 of the output size (128 for 512), as in the paper."""
         return self.image_size // 4
 
+    @property
+    def dense_motion_size(self) -> int:
+        """The dense motion network's resolution: ``image_size / motion.downscale``."""
+        return self.image_size // self.motion.downscale
+
     def __post_init__(self) -> None:
         if self.image_size % 32 != 0 or self.image_size < 64:
             raise ConfigError(f"image_size must be a multiple of 32 and >= 64, got {self.image_size}")
@@ -106,9 +116,12 @@ class ModelConfig:
             if not 1 <= getattr(self, part).num_blocks <= 8:
                 raise ConfigError(f"{part}.num_blocks must be between 1 and 8, got {getattr(self, part).num_blocks}")
         down = 2**self.anchors.num_blocks
-        if self.motion_size % down or self.motion_size % 2**self.motion.num_blocks:
+        if self.motion.downscale not in (2, 4):
+            raise ConfigError(f"motion.downscale must be 2 or 4, got {self.motion.downscale!r}")
+        if self.motion_size % down or self.dense_motion_size % 2**self.motion.num_blocks:
             raise ConfigError(
-                f"motion size {self.motion_size} must be divisible by 2**num_blocks of the anchor and motion U-Nets"
+                f"motion sizes {self.motion_size}, {self.dense_motion_size} must be divisible by 2**num_blocks of the "
+                "anchor and motion U-Nets"
             )
 
 

@@ -55,7 +55,10 @@ class INTERNet(nn.Module):
         self.config = config
         k = config.anchors.num_anchors
         self.detector = AnchorDetector(config.anchors, config.motion_size, config.norm)
-        self.dense_motion = DenseMotion(config.motion, k, config.motion_size, levels=3, norm_kind=config.norm)
+        size = config.image_size
+        self.dense_motion = DenseMotion(
+            config.motion, k, config.dense_motion_size, sizes=(size // 4, size // 2, size), norm_kind=config.norm
+        )
         self.generator = Generator(config.generator, config.norm)
         self.background = (
             BackgroundMotion(config.anchors, config.motion_size, config.norm)

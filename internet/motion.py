@@ -3,7 +3,8 @@
 From the source frame and the two anchor sets, a U-Net predicts K+1 soft composition weights omega_i
 (index 0 = background/identity), giving the base flow F^0 = sum_i omega_i T_i at the motion resolution, and,
 from an additional output layer on the same features, the confidence map M^0 in [0, 1]. The pyramids
-{F^i}, {M^i} are obtained by 2x bilinear upsampling.
+{F^i}, {M^i} are obtained by 2x bilinear upsampling. With ``MotionConfig.downscale = 2`` the network runs at 1/2
+of the output instead of 1/4, and its F^0, M^0 are resampled to the same three sizes (1/4, 1/2, 1).
 
 The background term T_0 is the identity in the paper (as in FOMM). ``MotionConfig.background = "affine"``
 replaces it with a global affine map that ``BackgroundMotion`` predicts from the source and driving frames
@@ -27,7 +28,7 @@ from internet.geometry import (
     gaussian_heatmaps,
     invert_2x2,
     local_affine_grids,
-    upsample2x,
+    resize_grid,
     warp,
 )
 from internet.layers import UNet, downsample
@@ -72,12 +73,18 @@ class DenseMotion(nn.Module):
     """(source, anchors) -> ``MotionOutput`` with ``levels`` pyramid levels."""
 
     def __init__(
-        self, config: MotionConfig, num_anchors: int, motion_size: int, levels: int = 3, norm_kind: str = "group"
+        self,
+        config: MotionConfig,
+        num_anchors: int,
+        motion_size: int,
+        sizes: tuple[int, ...] | None = None,
+        norm_kind: str = "group",
     ) -> None:
+        """``sizes``: the pyramid's sizes, coarse to fine; default (m, 2m, 4m) for ``motion_size`` m."""
         super().__init__()
         self.config = config
         self.motion_size = motion_size
-        self.levels = levels
+        self.sizes = tuple(sizes) if sizes is not None else (motion_size, 2 * motion_size, 4 * motion_size)
         k1 = num_anchors + 1
         # Input: the source warped by each T_i (3 channels each) and the heatmap differences (1 each).
         self.unet = UNet(k1 * 4, config.block_expansion, config.num_blocks, config.max_features, norm_kind)
@@ -120,8 +127,11 @@ class DenseMotion(nn.Module):
         weights = F.softmax(weight_logits.float(), dim=1)
         confidence = torch.sigmoid(confidence_logits.float())
         flow = compose_flow(weights, transforms.float())
-        flows, confidences = [flow], [confidence]
-        for _ in range(self.levels - 1):
-            flows.append(upsample2x(flows[-1].permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
-            confidences.append(upsample2x(confidences[-1]))
+        flows = [flow if size == s else resize_grid(flow, size, size) for size in self.sizes]
+        confidences = [confidence if size == s else _resize_map(confidence, size) for size in self.sizes]
         return MotionOutput(weights=weights, flows=flows, confidences=confidences, background=background)
+
+
+def _resize_map(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize (align_corners=True) of a map (B, C, h, w): 2x upsampling for the paper's pyramid."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)

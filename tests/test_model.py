@@ -32,15 +32,15 @@ def frames(size: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, torc
 
 def check_output(out, cfg, batch: int) -> None:
     s, k = cfg.image_size, cfg.anchors.num_anchors
-    m = cfg.motion_size
+    m, d = s // 4, cfg.dense_motion_size
     assert out.prediction.shape == (batch, 3, s, s)
     assert out.anchors_source.shape == out.anchors_driving.shape == (batch, k, 2)
     assert out.jacobians_source.shape == out.jacobians_driving.shape == (batch, k, 2, 2)
-    assert out.weights.shape == (batch, k + 1, m, m)
+    assert out.weights.shape == (batch, k + 1, d, d)
     assert [tuple(f.shape) for f in out.flows] == [(batch, m * 2**i, m * 2**i, 2) for i in range(3)]
     assert [tuple(c.shape) for c in out.confidences] == [(batch, 1, m * 2**i, m * 2**i) for i in range(3)]
     assert out.prediction.min() >= 0 and out.prediction.max() <= 1
-    assert torch.allclose(out.weights.sum(1), torch.ones(batch, m, m), atol=1e-5)
+    assert torch.allclose(out.weights.sum(1), torch.ones(batch, d, d), atol=1e-5)
     for c in out.confidences:
         assert c.min() >= 0 and c.max() <= 1
     assert out.anchors_source.abs().max() <= 1 + 1e-5
@@ -99,6 +99,38 @@ def test_same_source_and_driving_anchors_give_identity_flow_in_the_model():
     for flow in out.flows:
         h = flow.shape[1]
         assert torch.allclose(flow[0], identity_grid(h, h), atol=1e-5)
+
+
+def test_dense_motion_at_half_resolution_keeps_the_pyramid_sizes_and_the_identity():
+    """motion.downscale=2: omega at 1/2 of the output, F/M still at the skips' 1/4, 1/2, 1; same anchors -> identity."""
+    cfg = load_config("tiny", ["motion.downscale=2"])
+    assert (cfg.motion_size, cfg.dense_motion_size) == (16, 32)
+    torch.manual_seed(0)
+    model = INTERNet(cfg).eval()
+    src, drv = frames(64, batch=2)
+    with torch.no_grad():
+        check_output(model(src, drv), cfg, 2)
+        state = model.prepare_source(src[:1])
+        anchors = Anchors(state.anchors.points, torch.eye(2).expand(1, 10, 2, 2).contiguous())
+        state.anchors = anchors
+        out = model.animate(state, anchors_driving=anchors)
+    for flow in out.flows:
+        h = flow.shape[1]
+        assert torch.allclose(flow[0], identity_grid(h, h), atol=1e-5)
+
+
+def test_a_quarter_resolution_model_warm_starts_a_half_resolution_one_and_old_configs_stay_quarter(tmp_path):
+    quarter = build("tiny")
+    half = INTERNet(load_config("tiny", ["motion.downscale=2"]))
+    half.load_state_dict(quarter.state_dict())  # same parameters: the U-Net is convolutional
+    folder = quarter.save_pretrained(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["motion"]["downscale"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert INTERNet.from_pretrained(folder).config.dense_motion_size == 16
+    for bad in ("3", "8", "1"):
+        with pytest.raises(ConfigError, match="downscale"):
+            load_config("tiny", [f"motion.downscale={bad}"])
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 0.5])
