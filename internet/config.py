@@ -97,7 +97,7 @@ class ModelConfig:
 
     @property
     def motion_size(self) -> int:
-        """Stage I runs at 1/4 of the output size (128 for 512), as in the paper."""
+        """The anchor detector's resolution: 1/4 of the output size (128 for 512), as in the paper's Stage I."""
         return self.image_size // 4
 
     @property

@@ -60,20 +60,23 @@ def test_trained_weights_beat_the_same_network_untrained(model, clips):
 
 
 def test_beats_the_static_source_by_a_wide_margin_on_fresh_clips(model, clips):
-    """L1 at most 0.8x the static source's on average and on each clip under 0.9x; MS-SSIM above it."""
+    """L1 at most 0.65x the static source's on average and on each clip under 0.75x; MS-SSIM above it.
+
+    (The checkpoint measures 0.52x and 0.53x on these two clips; the one before it, 0.67x on the test set.)
+    """
     ratios = []
     for clip in clips:
         prediction = evaluate.reenact(model, clip.frames, torch.device("cpu"))
         static = clip.frames[:1].expand_as(clip.frames)
         ratios.append(metrics.l1(prediction, clip.frames) / metrics.l1(static, clip.frames))
-        assert ratios[-1] < 0.9, f"{clip.name}: L1 {ratios[-1]:.2f}x the static source's"
+        assert ratios[-1] < 0.75, f"{clip.name}: L1 {ratios[-1]:.2f}x the static source's"
         assert metrics.ms_ssim(prediction, clip.frames) > metrics.ms_ssim(static, clip.frames) + 0.03
-    assert sum(ratios) / len(ratios) <= 0.8, f"L1 {ratios} x the static source's"
+    assert sum(ratios) / len(ratios) <= 0.65, f"L1 {ratios} x the static source's"
 
 
 def test_confidence_map_is_low_where_the_source_cannot_supply_the_pixels(model, folders):
     """ROC AUC of 1 - M against the exact disocclusion from the source frame (0.5 = M knows nothing)."""
     for folder in folders:
         score = confidence_score(model, folder, FRAMES)
-        assert score.auc > 0.7, score
+        assert score.auc > 0.75, score  # 0.87 and 0.90 here
         assert score.mean_confidence_disoccluded < score.mean_confidence_visible

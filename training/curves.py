@@ -101,25 +101,30 @@ def learning_curve(run: Path, data: Path, frames: int = 48, every: int = 1) -> C
 
 
 def plot_curves(curves: dict[str, Path], out: Path, title: str = "") -> Path:
-    """One figure of L1 / static-source L1 and MS-SSIM per step for several curve JSONs (label -> file)."""
+    """L1 / static-source L1, MS-SSIM and warp error / ground truth's per step for curve JSONs (label -> file)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_l1, ax_ssim) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_l1, ax_ssim, ax_warp) = plt.subplots(1, 3, figsize=(13, 3.4))
     for label, path in curves.items():
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         steps = [q["step"] for q in data["points"]]
         static = data["static_source"]
         ax_l1.plot(steps, [q["l1"] / static["l1"] for q in data["points"]], marker=".", label=label)
         ax_ssim.plot(steps, [q["ms_ssim"] for q in data["points"]], marker=".", label=label)
+        truth = data["ground_truth"]["warp_error"]
+        ax_warp.plot(steps, [q["warp_error"] / truth for q in data["points"]], marker=".", label=label)
     ax_l1.axhline(1.0, color="k", lw=0.8, ls="--")
     ax_l1.axhline(0.6, color="g", lw=0.8, ls=":")
     ax_l1.set_ylabel("L1 / static-source L1")
     ax_ssim.axhline(static["ms_ssim"], color="k", lw=0.8, ls="--")
     ax_ssim.set_ylabel("MS-SSIM (dashed: static source)")
-    for ax in (ax_l1, ax_ssim):
+    ax_warp.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax_warp.axhline(1.5, color="g", lw=0.8, ls=":")
+    ax_warp.set_ylabel("warp error / ground truth's")
+    for ax in (ax_l1, ax_ssim, ax_warp):
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     ax_l1.legend(fontsize=7)

@@ -20,7 +20,7 @@ from internet.video.images import save_image
 from internet.video.overlays import dominant_weight_map, draw_anchors, flow_colour, heatmap, overlay_panel
 from internet.video.temporal import WarpErrorMeter, meter_resolution
 
-# Confidence pyramid levels (Sec 3.2): M^0 at 1/4 of the output, then upsampled 2x twice to M^1, M^2.
+# Confidence pyramid levels (Sec 3.2): M^0 at 1/4 of the output, M^1 at 1/2, M^2 at full size.
 CONFIDENCE_LEVELS = {"M⁰ (1/4)": 0, "M¹ (1/2)": 1, "M² (full)": 2}
 WARP_ERROR_FLOOR = 0.02  # smallest warp error drawn at full brightness (a steady preview stays dark)
 
