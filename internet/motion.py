@@ -70,7 +70,7 @@ class BackgroundMotion(nn.Module):
 
 
 class DenseMotion(nn.Module):
-    """(source, anchors) -> ``MotionOutput`` with ``levels`` pyramid levels."""
+    """(source, anchors) -> ``MotionOutput`` with the flow/confidence pyramid at ``sizes``."""
 
     def __init__(
         self,
@@ -127,8 +127,11 @@ class DenseMotion(nn.Module):
         weights = F.softmax(weight_logits.float(), dim=1)
         confidence = torch.sigmoid(confidence_logits.float())
         flow = compose_flow(weights, transforms.float())
-        flows = [flow if size == s else resize_grid(flow, size, size) for size in self.sizes]
-        confidences = [confidence if size == s else _resize_map(confidence, size) for size in self.sizes]
+        flows, confidences = [], []
+        for size in self.sizes:  # coarse to fine: finer levels upsample the previous one (2x steps, the paper's)
+            flow_from, confidence_from = (flows[-1], confidences[-1]) if flows and size > s else (flow, confidence)
+            flows.append(flow_from if size == s else resize_grid(flow_from, size, size))
+            confidences.append(confidence_from if size == s else _resize_map(confidence_from, size))
         return MotionOutput(weights=weights, flows=flows, confidences=confidences, background=background)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from internet import PRESETS, CheckpointError, ConfigError, INTERNet, load_config
 from internet.config import parse_overrides
 from internet.generator import deformable_skip
-from internet.geometry import Anchors, identity_grid
+from internet.geometry import Anchors, identity_grid, upsample2x
 from internet.layers import ConvBlock
 from training.discriminator import MultiScaleDiscriminator
 
@@ -385,3 +385,16 @@ def test_the_background_anchor_starts_as_the_identity_and_always_gives_it_for_th
 def test_background_values_other_than_identity_or_affine_are_config_errors():
     with pytest.raises(ConfigError, match="background"):
         load_config("tiny", ["motion.background=tps"])
+
+
+def test_the_papers_pyramid_is_two_2x_upsamplings_of_the_quarter_resolution_flow():
+    """At downscale 4, F^1 and F^2 are F^0 upsampled 2x once and twice (what older checkpoints were trained with)."""
+    model = build("tiny")
+    src, drv = frames(64)
+    with torch.no_grad():
+        out = model(src, drv)
+    up = out.flows[0]
+    for flow in out.flows[1:]:
+        up = upsample2x(up.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        assert torch.equal(flow, up)
+    assert torch.equal(out.confidences[2], upsample2x(upsample2x(out.confidences[0])))
