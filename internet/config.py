@@ -116,8 +116,6 @@ class ModelConfig:
             if not 1 <= getattr(self, part).num_blocks <= 8:
                 raise ConfigError(f"{part}.num_blocks must be between 1 and 8, got {getattr(self, part).num_blocks}")
         down = 2**self.anchors.num_blocks
-        if self.motion.downscale not in (2, 4):
-            raise ConfigError(f"motion.downscale must be 2 or 4, got {self.motion.downscale!r}")
         if self.motion_size % down or self.dense_motion_size % 2**self.motion.num_blocks:
             raise ConfigError(
                 f"motion sizes {self.motion_size}, {self.dense_motion_size} must be divisible by 2**num_blocks of the "

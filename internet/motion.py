@@ -77,14 +77,16 @@ class DenseMotion(nn.Module):
         config: MotionConfig,
         num_anchors: int,
         motion_size: int,
-        sizes: tuple[int, ...] | None = None,
+        sizes: tuple[int, ...],
         norm_kind: str = "group",
     ) -> None:
-        """``sizes``: the pyramid's sizes, coarse to fine; default (m, 2m, 4m) for ``motion_size`` m."""
+        """``sizes``: the pyramid's sizes, coarse to fine, one of them ``motion_size`` (the network's own)."""
         super().__init__()
+        if motion_size not in sizes or list(sizes) != sorted(sizes):
+            raise ValueError(f"pyramid sizes {sizes} must be ascending and include the motion size {motion_size}")
         self.config = config
         self.motion_size = motion_size
-        self.sizes = tuple(sizes) if sizes is not None else (motion_size, 2 * motion_size, 4 * motion_size)
+        self.sizes = tuple(sizes)
         k1 = num_anchors + 1
         # Input: the source warped by each T_i (3 channels each) and the heatmap differences (1 each).
         self.unet = UNet(k1 * 4, config.block_expansion, config.num_blocks, config.max_features, norm_kind)

@@ -18,7 +18,7 @@ def _curve(path, l1s):
     return path
 
 
-def test_plot_writes_three_panels_for_every_curve(tmp_path):
+def test_plot_reads_curve_jsons_into_a_figure_of_the_three_panel_size(tmp_path):
     curves = {"a": _curve(tmp_path / "a.json", [0.02, 0.018]), "b": _curve(tmp_path / "b.json", [0.025])}
     out = plot_curves(curves, tmp_path / "fig" / "curves.png", title="t")
     image = cv2.imread(str(out))
