@@ -49,10 +49,10 @@ class MotionConfig:
     # alone (relative motion) keep the identity. Off in every preset (docs/reproduction.md has what it measured).
     background: typing.Literal["identity", "affine"] = "identity"
     # The dense motion network (omega and M^0 of Eq 5) runs at image_size / downscale. 4 is the paper's (128² at
-    # 512²); 2 halves the cells at a small output size, where 1/4 leaves 4 px per cell at the person's edge
-    # (docs/reproduction.md). The anchor detector stays at 1/4; the pyramid is resampled to the generator's
-    # three skip sizes (1/4, 1/2, 1) either way.
-    downscale: typing.Literal[2, 4] = 4
+    # 512²: one flow cell is 1/128 of the frame); at a small output size 1/4 leaves 4 px per cell at the person's
+    # edge, so 2 halves the cells and 1 keeps the paper's cell-to-frame ratio at 128² (docs/reproduction.md).
+    # The anchor detector stays at 1/4; the pyramid is resampled to the generator's three skip sizes (1/4, 1/2, 1).
+    downscale: typing.Literal[1, 2, 4] = 4
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 From the source frame and the two anchor sets, a U-Net predicts K+1 soft composition weights omega_i
 (index 0 = background/identity), giving the base flow F^0 = sum_i omega_i T_i at the motion resolution, and,
 from an additional output layer on the same features, the confidence map M^0 in [0, 1]. The pyramids
-{F^i}, {M^i} are obtained by 2x bilinear upsampling. With ``MotionConfig.downscale = 2`` the network runs at 1/2
-of the output instead of 1/4, and its F^0, M^0 are resampled to the same three sizes (1/4, 1/2, 1).
+{F^i}, {M^i} are obtained by 2x bilinear upsampling. With ``MotionConfig.downscale`` 2 or 1 the network runs at
+1/2 of the output or at its size instead of 1/4, and its F^0, M^0 are resampled to the same three sizes (1/4, 1/2,
+1): coarser levels are downsampled from F^0, finer ones upsampled in 2x steps.
 
 The background term T_0 is the identity in the paper (as in FOMM). ``MotionConfig.background = "affine"``
 replaces it with a global affine map that ``BackgroundMotion`` predicts from the source and driving frames

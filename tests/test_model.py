@@ -13,7 +13,7 @@ from torch import nn
 from internet import PRESETS, CheckpointError, ConfigError, INTERNet, load_config
 from internet.config import parse_overrides
 from internet.generator import deformable_skip
-from internet.geometry import Anchors, identity_grid, upsample2x
+from internet.geometry import Anchors, identity_grid, resize_grid, upsample2x
 from internet.layers import ConvBlock
 from training.discriminator import MultiScaleDiscriminator
 
@@ -88,10 +88,10 @@ def test_ms_uses_fine_skips_and_ss4x_does_not():
     assert not perturbed_prediction_changes(INTERNet(load_config("tiny", ["generator.skip_mode=ss4x"])).eval())
 
 
-@pytest.mark.parametrize("downscale", [4, 2])
+@pytest.mark.parametrize("downscale", [4, 2, 1])
 def test_same_source_and_driving_anchors_give_identity_flow_in_the_model(downscale):
-    """At the paper's 1/4 and with ``motion.downscale=2`` (omega at 1/2 of the output, F/M still at the skips'
-    1/4, 1/2, 1): equal anchors with identity Jacobians give the identity flow at every level."""
+    """At the paper's 1/4 and with ``motion.downscale`` 2 or 1 (omega at 1/2 or at the output's size, F/M still at
+    the skips' 1/4, 1/2, 1): equal anchors with identity Jacobians give the identity flow at every level."""
     cfg = load_config("tiny", [f"motion.downscale={downscale}"])
     assert (cfg.motion_size, cfg.dense_motion_size) == (16, 64 // downscale)
     torch.manual_seed(0)
@@ -117,7 +117,7 @@ def test_a_quarter_resolution_model_warm_starts_a_half_resolution_one_and_old_co
     del config["motion"]["downscale"]
     (folder / "config.json").write_text(json.dumps(config))
     assert INTERNet.from_pretrained(folder).config.dense_motion_size == 16
-    for bad in ("3", "8", "1"):
+    for bad in ("3", "8", "0"):
         with pytest.raises(ConfigError, match="downscale"):
             load_config("tiny", [f"motion.downscale={bad}"])
 
@@ -398,3 +398,15 @@ def test_the_papers_pyramid_is_two_2x_upsamplings_of_the_quarter_resolution_flow
         up = upsample2x(up.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         assert torch.equal(flow, up)
     assert torch.equal(out.confidences[2], upsample2x(upsample2x(out.confidences[0])))
+
+
+def test_at_full_resolution_dense_motion_the_coarser_levels_resample_the_output_sized_flow():
+    """At downscale 1, F^2 (the output's size) is the network's own flow and F^0, F^1 are it resampled down."""
+    model = INTERNet(load_config("tiny", ["motion.downscale=1"])).eval()
+    src, drv = frames(64)
+    with torch.no_grad():
+        out = model(src, drv)
+    assert [f.shape[1] for f in out.flows] == [16, 32, 64]
+    for flow in out.flows[:2]:
+        assert torch.equal(flow, resize_grid(out.flows[2], flow.shape[1], flow.shape[2]))
+    assert not torch.allclose(out.flows[1], upsample2x(out.flows[0].permute(0, 3, 1, 2)).permute(0, 2, 3, 1))

@@ -320,7 +320,7 @@ def test_warm_start_loads_every_saved_tensor_and_keeps_new_modules_at_their_init
     state = fresh.generator.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved.items())
     exported = _fresh_trainables(grown)
-    assert warm_start(result.final_dir, exported) == [k for k in kept if k.startswith("generator.")]
+    assert warm_start(result.final_dir, exported) == [k for k in kept if k.startswith("generator.")] + ["discriminator"]
     # A run started from it begins where the first one ended (train.init), and files of another model are refused.
     run = training_loop(replace(grown, train={"init": str(result.checkpoint), "max_steps": 1}), tmp_path / "b")
     assert run.progress.step == 1

@@ -282,7 +282,9 @@ def warm_start(path: Path, trainables: Trainables) -> list[str]:
 
     Optimizer states, progress and RNGs start fresh. Every tensor in the file must exist in this model with the
     same shape; tensors of this model that the file lacks (a module the earlier run did not have, e.g. an
-    affine background term) keep their initialisation. Returns those names.
+    affine background term) keep their initialisation. Returns those names, and ``"discriminator"`` when
+    ``path`` is an exported model (the whole discriminator then starts from its initialisation: that restart
+    changes what the run learns, docs/reproduction.md section 2).
     """
     path = Path(path)
     sources = [("generator", path / "generator.safetensors"), ("discriminator", path / "discriminator.safetensors")]
@@ -303,4 +305,4 @@ def warm_start(path: Path, trainables: Trainables) -> list[str]:
                 raise CheckpointError(f"{file}: tensor {key} holds NaN or inf")
         module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
         kept += [f"{name}.{k}" for k in expected if k not in tensors]
-    return kept
+    return kept if len(sources) == 2 else [*kept, "discriminator"]
