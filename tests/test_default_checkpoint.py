@@ -40,6 +40,12 @@ def clips(folders: list[Path], model: INTERNet) -> list[evaluate.TestClip]:
     return list(evaluate.synthrunway_clips(folders[0].parent, model.config.image_size, split="all"))
 
 
+@pytest.fixture(scope="module")
+def predictions(model: INTERNet, clips: list[evaluate.TestClip]) -> list[torch.Tensor]:
+    """The checkpoint's self-reenactment of each clip (source = frame 0), rendered once for every test."""
+    return [evaluate.reenact(model, clip.frames, torch.device("cpu")) for clip in clips]
+
+
 def test_checkpoint_is_small_and_documented(model):
     assert (CHECKPOINT / "model.safetensors").stat().st_size < 20 * 2**20
     with safe_open(str(CHECKPOINT / "model.safetensors"), framework="pt") as f:
@@ -51,22 +57,21 @@ def test_checkpoint_is_small_and_documented(model):
     assert "SynthRunway" in card and "training.evaluate" in card and "blend_output" in card
 
 
-def test_trained_weights_beat_the_same_network_untrained(model, clips):
+def test_trained_weights_beat_the_same_network_untrained(model, clips, predictions):
     torch.manual_seed(0)
     untrained = INTERNet(model.config).eval()
-    for clip in clips:
-        trained = metrics.l1(evaluate.reenact(model, clip.frames, torch.device("cpu")), clip.frames)
+    for clip, prediction in zip(clips, predictions):
+        trained = metrics.l1(prediction, clip.frames)
         assert trained < 0.5 * metrics.l1(evaluate.reenact(untrained, clip.frames, torch.device("cpu")), clip.frames)
 
 
-def test_beats_the_static_source_by_a_wide_margin_on_fresh_clips(model, clips):
+def test_beats_the_static_source_by_a_wide_margin_on_fresh_clips(clips, predictions):
     """L1 at most 0.65x the static source's on average and on each clip under 0.75x; MS-SSIM above it.
 
     (The checkpoint measures 0.52x and 0.50x on these two clips; phase 1 alone, 0.67x on the test set.)
     """
     ratios = []
-    for clip in clips:
-        prediction = evaluate.reenact(model, clip.frames, torch.device("cpu"))
+    for clip, prediction in zip(clips, predictions):
         static = clip.frames[:1].expand_as(clip.frames)
         ratios.append(metrics.l1(prediction, clip.frames) / metrics.l1(static, clip.frames))
         assert ratios[-1] < 0.75, f"{clip.name}: L1 {ratios[-1]:.2f}x the static source's"
@@ -74,13 +79,12 @@ def test_beats_the_static_source_by_a_wide_margin_on_fresh_clips(model, clips):
     assert sum(ratios) / len(ratios) <= 0.65, f"L1 {ratios} x the static source's"
 
 
-def test_flickers_less_than_the_static_source_and_near_the_ground_truth(model, clips):
+def test_flickers_less_than_the_static_source_and_near_the_ground_truth(clips, predictions):
     """Warp error (exact flow, visible pixels) below the static source's on each clip, and on average at most
     1.3x the ground truth's (the checkpoint: 0.47x and 1.65x, static 1.19x and 2.08x; the one before it 0.66x and
     2.39x, which fails)."""
     ratios = []
-    for clip in clips:
-        prediction = evaluate.reenact(model, clip.frames, torch.device("cpu"))
+    for clip, prediction in zip(clips, predictions):
         errors = {
             name: sum(metrics.warp_error(video, clip.flow, clip.visible)) / (len(clip.frames) - 1)
             for name, video in (("model", prediction), ("static", clip.frames[:1].expand_as(clip.frames)),

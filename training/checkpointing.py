@@ -288,7 +288,8 @@ def warm_start(path: Path, trainables: Trainables) -> list[str]:
     """
     path = Path(path)
     sources = [("generator", path / "generator.safetensors"), ("discriminator", path / "discriminator.safetensors")]
-    if not sources[0][1].is_file():
+    exported = not sources[0][1].is_file()
+    if exported:
         sources = [("generator", path / "model.safetensors")]
     if not sources[0][1].is_file():
         raise CheckpointError(f"{path} holds neither a training checkpoint nor an exported model")
@@ -305,4 +306,4 @@ def warm_start(path: Path, trainables: Trainables) -> list[str]:
                 raise CheckpointError(f"{file}: tensor {key} holds NaN or inf")
         module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
         kept += [f"{name}.{k}" for k in expected if k not in tensors]
-    return kept if len(sources) == 2 else [*kept, "discriminator"]
+    return [*kept, "discriminator"] if exported else kept
